@@ -1,0 +1,18 @@
+"""Result analysis: read the tidy results table (from MLflow or its Parquet export) and render the
+paper's tables. This package never imports `tlr_ray` or torch, so results can be inspected on a
+machine that has only pandas, pyarrow and mlflow. See docs/results.md.
+"""
+from analysis.table import PRIMARY_METRIC, format_all, paper_tables, render_markdown
+from analysis.tidy import TIDY_COLUMNS, from_mlflow, from_parquet, to_parquet, validate
+
+__all__ = [
+    "PRIMARY_METRIC",
+    "TIDY_COLUMNS",
+    "format_all",
+    "from_mlflow",
+    "from_parquet",
+    "paper_tables",
+    "render_markdown",
+    "to_parquet",
+    "validate",
+]

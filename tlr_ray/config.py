@@ -1,0 +1,212 @@
+"""Sweep files (sweeps/*.yaml) as frozen, typed config objects, checked before any training starts.
+
+`load_sweep(path)` reads the YAML, builds the dataclasses below (unknown keys, wrong types), then checks
+meaning: language codes, variant names, dataset names and files, and the task defaults of METHOD.md
+filled in. Every error is a `ConfigError` naming the file, the key and the fix.
+Relative paths are taken from the current folder; `demo://` paths point into the offline demo world.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from tlr_ray import languages
+from tlr_ray.tasks import DataSource
+from tlr_ray.typed_yaml import ConfigError, build, nearest
+from tlr_ray.variants import VARIANTS
+
+
+@dataclass(frozen=True)
+class TrainArgs:
+    batch_size: int
+    lr: float
+    max_steps: int | None = None   # wins over epochs when both are set
+    epochs: float | None = None
+    eval_every: int = 500
+    max_seq_length: int = 128
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    patience: int | None = None     # stop after this many evaluations without improvement
+    eval_batch_size: int = 64
+    max_eval_examples: int | None = None  # cap the validation set (the demo uses this; None = all)
+
+
+# METHOD.md, TLR paper Table 1, and the MAD-X LA recipe. A sweep overrides any of these per task.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ner": dict(batch_size=8, epochs=10, lr=5e-5, eval_every=250, max_seq_length=256),
+    "dp": dict(batch_size=8, epochs=10, lr=5e-5, eval_every=250, max_seq_length=256),
+    "nli": dict(batch_size=32, epochs=5, lr=2e-5, eval_every=625, max_seq_length=128),
+    "qa": dict(batch_size=16, epochs=15, lr=1e-4, eval_every=625, max_seq_length=384, patience=4),
+}
+LA_DEFAULTS: dict[str, Any] = dict(batch_size=8, lr=5e-5, max_steps=100_000, eval_every=1000,
+                                   max_seq_length=256)
+IMPLEMENTED_TASKS = ("nli",)  # the others arrive with their task modules
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per job kind. GPU fractions (gpus_per_worker < 1) let small TA/eval jobs share a GPU."""
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0    # 0 with use_gpu means 1
+
+
+@dataclass(frozen=True)
+class LanguageAdapters:
+    corpora: dict[str, str] = field(default_factory=dict)  # language -> local text file; else Wikipedia
+    wikipedia_dump: str = "20231101"
+    train_args: dict[str, Any] = field(default_factory=dict)
+    heldout_fraction: float = 0.05
+    max_corpus_lines: int | None = None
+    reduction_factor: int = 2
+    invertible: bool = True
+    seed: int = 1                   # LAs are trained once and shared by every TA seed
+
+
+@dataclass(frozen=True)
+class TaskAdapters:
+    reduction_factor: int = 16
+    # Which LA is active at step s: cycle[s % K] with s the global step (ours) or the step inside the
+    # epoch (the reference implementation).
+    cycle_index: Literal["global_step", "epoch_step"] = "global_step"
+    # Which LA validation on source data uses: the source LA (ours) or the cycle (the reference).
+    validation_adapter: Literal["source", "cycle"] = "source"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    train: str
+    eval: tuple[str, ...]
+    train_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LocalFiles:
+    path: str
+    format: str
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    id: str
+    revision: str | None = None
+    config: str | None = None
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A catalog entry (tlr_ray/catalog.yaml) or a sweep's override of one."""
+    task: str | None = None
+    role: Literal["train", "eval"] | None = None
+    languages: tuple[str, ...] | None = None
+    hub: HubSpec | None = None
+    local: LocalFiles | None = None
+    local_format: str | None = None
+    splits: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Execution:
+    storage: str = "runs"                          # artifacts root: folder (or s3://, gs:// later)
+    tracking_uri: str = "sqlite:///mlflow.db"      # MLFLOW_TRACKING_URI wins when set
+    resources: dict[str, Resources] = field(default_factory=dict)  # keys: la, ta, eval
+    max_concurrent_trials: int | None = None       # default: what the cluster's CPUs/GPUs allow
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    model: str                                     # Hub id, local folder, or demo://model
+    variants: tuple[str, ...]
+    tasks: dict[str, TaskSpec]
+    model_revision: str | None = None
+    source_language: str = "en"
+    leave_out_last_layer: bool = True   # MAD-X 2.0: no adapters in the last layer, in LAs and TAs
+    seeds: tuple[int, ...] = (1,)
+    datasets: dict[str, DatasetEntry] = field(default_factory=dict)
+    language_adapters: LanguageAdapters = field(default_factory=LanguageAdapters)
+    task_adapters: TaskAdapters = field(default_factory=TaskAdapters)
+    execution: Execution = field(default_factory=Execution)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    task: str
+    role: str
+    codes: tuple[str, ...]           # the dataset's own language codes, in catalog order
+    source: DataSource
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(languages.canonical(c) for c in self.codes)
+
+    def code_for(self, lang: str) -> str:
+        return next(c for c in self.codes if languages.canonical(c) == lang)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A loaded, checked sweep: the config plus everything resolved from it."""
+    file: str
+    config: SweepConfig
+    model: str                        # resolved: absolute folder or Hub id
+    datasets: dict[str, Dataset]      # every dataset the sweep uses
+    task_args: dict[str, TrainArgs]   # per task, defaults merged with the sweep's overrides
+    la_args: TrainArgs
+    corpora: dict[str, str]           # canonical language -> absolute text file (others: Wikipedia)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def resources(self, kind: str) -> Resources:
+        return self.config.execution.resources.get(kind, Resources())
+
+
+def load_sweep(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Sweep:
+    """Read and check a sweep file. `overrides` are merged over the YAML's top level (tests, CLI)."""
+    file = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(file, "", "sweep file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(file, "", f"not valid YAML: {e}") from None
+    raw = {**(raw or {}), **(overrides or {})}
+    cfg: SweepConfig = build(SweepConfig, raw, file)
+    from tlr_ray.validate import check_sweep  # semantic checks live beside, to keep this file small
+    return check_sweep(cfg, file)
+
+
+@functools.cache
+def catalog() -> dict[str, DatasetEntry]:
+    raw = yaml.safe_load((Path(__file__).parent / "catalog.yaml").read_text())
+    return {k: build(DatasetEntry, v, "tlr_ray/catalog.yaml", k) for k, v in raw.items()}
+
+
+def merge_entry(base: DatasetEntry, override: DatasetEntry) -> DatasetEntry:
+    """A sweep's `datasets:` entry over the catalog's: set keys win; `local` replaces `hub` and back."""
+    changes = {f.name: getattr(override, f.name) for f in fields(DatasetEntry)
+               if getattr(override, f.name) not in (None, {})}
+    if "local" in changes and "hub" not in changes:
+        changes["hub"] = None
+    if "hub" in changes and "local" not in changes:
+        changes["local"] = None
+    return replace(base, **changes)
+
+
+def train_args(defaults: dict[str, Any], overrides: dict[str, Any], file: str, key: str) -> TrainArgs:
+    return build(TrainArgs, {**defaults, **overrides}, file, key)
+
+
+def suggest(word: str, choices) -> str:
+    return nearest(word, choices)

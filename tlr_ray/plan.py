@@ -1,0 +1,166 @@
+"""Expand a sweep into a DAG of jobs. Pure functions: no Ray, no torch.
+
+Jobs: `la` (train a language adapter), `ta` (train a task adapter over an LA cycle), `eval` (one TA with
+one target LA on one evaluation dataset). A job's id is a hash of its `spec`, everything that determines
+its output (model, data fingerprints, hyperparameters, seed, the ids of its inputs), so identical work
+is planned once, shared by every variant and seed that needs it, and recognised again in later sweeps.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from tlr_ray.config import Sweep
+from tlr_ray.fingerprint import digest, path_fingerprint, source_fingerprint
+from tlr_ray.tasks import DataSource
+from tlr_ray.variants import VARIANTS
+
+KINDS = ("la", "ta", "eval")  # also the stage order: each kind only needs jobs of earlier kinds
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    task: str | None
+    dataset: str | None        # ta: its training dataset; eval: the evaluation dataset
+    variant: str | None        # the first variant that planned this job
+    variants: tuple[str, ...]  # every variant that shares it (identical work planned once)
+    seed: int | None
+    ratio: str | None
+    languages: tuple[str, ...]  # la: its language; ta: the LA cycle in order; eval: the LA at inference
+    target: str | None
+    needs: tuple[str, ...]
+    spec: dict = field(compare=False, repr=False)    # hashed into the id
+    inputs: dict = field(compare=False, repr=False)  # where inputs live at run time; not hashed
+
+    def contract(self) -> dict:
+        """The `--dry-run --json` record (docs/plan-json.md)."""
+        return {"id": self.id, "kind": self.kind, "task": self.task, "dataset": self.dataset,
+                "variant": self.variant, "variants": list(self.variants), "seed": self.seed,
+                "ratio": self.ratio, "languages": list(self.languages), "target": self.target,
+                "needs": list(self.needs)}
+
+
+@dataclass(frozen=True)
+class Plan:
+    sweep: str
+    jobs: tuple[Job, ...]  # topologically ordered: la, then ta, then eval
+
+    def of_kind(self, kind: str) -> list[Job]:
+        return [j for j in self.jobs if j.kind == kind]
+
+    def to_json(self) -> str:
+        return json.dumps({"sweep": self.sweep, "jobs": [j.contract() for j in self.jobs]}, indent=1)
+
+
+class _Builder:
+    def __init__(self, sweep: Sweep):
+        self.sweep = sweep
+        self.jobs: dict[str, dict] = {}
+        model = sweep.model
+        is_local = model.startswith("/")
+        self.model_fp = path_fingerprint(model) if is_local else f"hub:{model}@{sweep.config.model_revision}"
+        self.model_inputs = {"model": model, "model_revision": sweep.config.model_revision}
+
+    def add(self, kind: str, spec: dict, inputs: dict, **meta) -> str:
+        job_id = f"{kind}-{digest({'kind': kind, **spec})[:16]}"
+        variant = meta.pop("variant", None)
+        if job_id not in self.jobs:
+            self.jobs[job_id] = dict(id=job_id, kind=kind, spec=spec, inputs=inputs, variant=variant,
+                                     variants=[variant] if variant else [], **meta)
+        elif variant and variant not in self.jobs[job_id]["variants"]:
+            self.jobs[job_id]["variants"].append(variant)
+        return job_id
+
+    def la(self, lang: str) -> str:
+        s, la = self.sweep, self.sweep.config.language_adapters
+        corpus = s.corpora.get(lang)
+        if corpus:
+            corpus_in, corpus_fp = {"path": corpus}, path_fingerprint(corpus)
+        else:
+            from tlr_ray.languages import LANGUAGES
+            wiki = f"{la.wikipedia_dump}.{LANGUAGES[lang].wiki}"
+            corpus_in, corpus_fp = {"wikipedia": wiki}, f"hub:wikimedia/wikipedia:{wiki}"
+        spec = {"model": self.model_fp, "language": lang, "corpus": corpus_fp, "args": asdict(s.la_args),
+                "reduction_factor": la.reduction_factor, "invertible": la.invertible,
+                "leave_out_last_layer": s.config.leave_out_last_layer,
+                "heldout_fraction": la.heldout_fraction, "max_corpus_lines": la.max_corpus_lines,
+                "seed": la.seed}
+        return self.add("la", spec, {**self.model_inputs, "corpus": corpus_in}, task=None, dataset=None,
+                        seed=la.seed, ratio=None, languages=(lang,), target=None, needs=())
+
+    def ta(self, task: str, variant: str, seed: int, cycle: tuple[str, ...]) -> str:
+        s, ta = self.sweep, self.sweep.config.task_adapters
+        train = s.datasets[s.config.tasks[task].train]
+        cycle_ids = [self.la(lang) for lang in cycle]
+        val_la = self.la(s.config.source_language) if ta.validation_adapter == "source" else None
+        spec = {"model": self.model_fp, "task": task, "train_data": _data_fp(train.source),
+                "args": asdict(s.task_args[task]), "reduction_factor": ta.reduction_factor,
+                "leave_out_last_layer": s.config.leave_out_last_layer, "cycle": cycle_ids,
+                "cycle_index": ta.cycle_index, "validation_la": val_la, "seed": seed}
+        needs = tuple(dict.fromkeys([*cycle_ids, *([val_la] if val_la else [])]))
+        return self.add("ta", spec, {**self.model_inputs, "train": asdict(train.source)}, task=task,
+                        dataset=train.name, variant=variant, seed=seed, ratio=None, languages=cycle,
+                        target=None, needs=needs)
+
+    def eval(self, task: str, variant: str, seed: int, ta_id: str, dataset, target: str) -> str:
+        la_id = self.la(target)
+        spec = {"ta": ta_id, "la": la_id, "task": task, "data": _data_fp(dataset.source),
+                "code": dataset.code_for(target), "split": "test",
+                "batch_size": self.sweep.task_args[task].eval_batch_size,
+                "max_seq_length": self.sweep.task_args[task].max_seq_length}
+        return self.add("eval", spec, {**self.model_inputs, "data": asdict(dataset.source)}, task=task,
+                        dataset=dataset.name, variant=variant, seed=seed, ratio=None, languages=(target,),
+                        target=target, needs=(ta_id, la_id))
+
+
+def _data_fp(src: DataSource) -> str:
+    return source_fingerprint(src.hub_id, src.revision, src.config, src.data_dir, src.local_path)
+
+
+def plan_sweep(sweep: Sweep) -> Plan:
+    b = _Builder(sweep)
+    cfg = sweep.config
+    src = sweep.config.source_language
+    all_targets = tuple(dict.fromkeys(t for d in sweep.datasets.values() if d.role == "eval"
+                                      for t in d.targets))
+    b.la(src)  # the source LA first, so plans read in a natural order
+    for task, spec in cfg.tasks.items():
+        evals = [sweep.datasets[name] for name in spec.eval]
+        for variant in cfg.variants:
+            rule = VARIANTS[variant]
+            for seed in cfg.seeds:
+                for d in evals:
+                    for t in d.targets:
+                        cycle = tuple(dict.fromkeys(rule.cycle(src, t, d.targets, all_targets)))
+                        ta_id = b.ta(task, variant, seed, cycle)
+                        b.eval(task, variant, seed, ta_id, d, t)
+    jobs = [Job(**{**j, "variants": tuple(j["variants"])}) for j in b.jobs.values()]
+    jobs.sort(key=lambda j: KINDS.index(j.kind))  # stable: keeps first-planned order inside a kind
+    return Plan(cfg.name, tuple(jobs))
+
+
+def describe(plan: Plan, file: str = "") -> str:
+    """The human-readable `--dry-run`: counts first, then one line per job."""
+    counts = Counter(j.kind for j in plan.jobs)
+    lines = [f"Sweep {plan.sweep}{f' ({file})' if file else ''}: {len(plan.jobs)} jobs"]
+    for kind in KINDS:
+        extra = ""
+        if kind == "la":
+            extra = f"  ({', '.join(j.languages[0] for j in plan.of_kind('la'))})"
+        lines.append(f"  {kind:<5}{counts.get(kind, 0):>5}{extra}")
+    per_variant = Counter((v, j.kind) for j in plan.jobs for v in j.variants)
+    if per_variant:
+        lines.append("By variant (a shared job counts for each variant using it):")
+        for v in dict.fromkeys(v for v, _ in per_variant):
+            lines.append(f"  {v:<16} ta {per_variant[(v, 'ta')]:>4}   eval {per_variant[(v, 'eval')]:>4}")
+    lines.append("Jobs:")
+    for j in plan.jobs:
+        what = {"la": f"LA {j.languages[0]}",
+                "ta": f"{j.task} {j.variant} seed={j.seed} cycle=[{', '.join(j.languages)}]",
+                "eval": f"{j.task} {j.dataset} {j.variant} seed={j.seed} target={j.target}"}[j.kind]
+        shared = f"  (also {', '.join(j.variants[1:])})" if len(j.variants) > 1 else ""
+        lines.append(f"  {j.id}  {what}{shared}" + (f"  needs {', '.join(j.needs)}" if j.needs else ""))
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""Run one job outside of any scheduler: the recipe into a staging folder, then publish.
+
+Ray Train workers and Tune trials call this; so do tests, without Ray.
+"""
+from __future__ import annotations
+
+import shutil
+
+from tlr_ray import artifacts
+from tlr_ray.train.context import JobContext
+
+
+def recipe(kind: str):
+    # Imported lazily: planning and `--dry-run` must not import torch.
+    if kind == "la":
+        from tlr_ray.train.la import train_la
+        return train_la
+    if kind == "ta":
+        from tlr_ray.train.ta import train_ta
+        return train_ta
+    if kind == "eval":
+        from tlr_ray.train.evaluate import run_eval
+        return run_eval
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+def dependencies(job: dict, storage: str) -> dict:
+    """Published folders of the jobs this one needs; a missing or damaged one is an error."""
+    deps = {}
+    for needed in job["needs"]:
+        if artifacts.verify(storage, needed) is None:
+            raise RuntimeError(f"job {job['id']} needs {needed}, which has no intact artifact in {storage}")
+        deps[needed] = artifacts.job_dir(storage, needed)
+    return deps
+
+
+def run_job(job: dict, storage: str, ctx: JobContext) -> dict:
+    """Run `job` and publish its artifact (rank 0 only). Returns the recipe's metrics."""
+    ctx.deps = dependencies(job, storage)
+    staging = artifacts.new_staging(storage, job["id"]) if ctx.rank == 0 else None
+    try:
+        metrics = recipe(job["kind"])(job, staging, ctx)
+        if ctx.rank == 0:
+            artifacts.publish(storage, staging, job, {k: v for k, v in metrics.items() if k != "history"})
+        return metrics
+    finally:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)  # a failed attempt leaves nothing behind

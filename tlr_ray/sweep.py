@@ -1,0 +1,77 @@
+"""python -m tlr_ray.sweep SWEEP.yaml [--dry-run [--json]]
+
+Load and check the sweep, plan it, run the plan on Ray (local cluster, RAY_ADDRESS, or the cluster of a
+`ray job submit`), log to MLflow, and print the paper-style table. Running it again reuses every
+finished job: nothing is trained twice and the same table comes out.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from tlr_ray.config import load_sweep
+from tlr_ray.plan import describe, plan_sweep
+from tlr_ray.tasks import DataError
+from tlr_ray.typed_yaml import ConfigError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tlr_ray.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep", help="a sweep file, e.g. sweeps/demo.yaml")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit (no Ray, no torch)")
+    p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON (docs/plan-json.md)")
+    p.add_argument("--storage", help="artifact root (overrides execution.storage)")
+    p.add_argument("--tracking-uri", help="MLflow store (overrides execution.tracking_uri; "
+                   "MLFLOW_TRACKING_URI overrides both)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        sweep = load_sweep(args.sweep)
+        plan = plan_sweep(sweep)
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(plan.to_json() if args.json else describe(plan, args.sweep))
+        return 0
+    return run(sweep, plan, args)
+
+
+def run(sweep, plan, args) -> int:
+    from analysis.table import format_all
+    from analysis.tidy import from_mlflow
+    from tlr_ray.execute import execute
+    from tlr_ray.tracking import Tracker, tracking_uri
+
+    storage = str(Path(args.storage or sweep.config.execution.storage).resolve())
+    uri = tracking_uri(args.tracking_uri or sweep.config.execution.tracking_uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # one store for this process and what it starts
+    print(describe(plan, args.sweep).split("\nJobs:")[0])
+    print(f"artifacts: {storage}\nMLflow:    {uri} (experiment {sweep.name!r})", flush=True)
+    tracker = Tracker(uri, sweep.name)
+    tracker.start_execution(dataclasses.asdict(sweep.config), plan.to_json(), Path(args.sweep).read_text())
+    status = "FAILED"
+    try:
+        summary = execute(sweep, plan, storage, tracker)
+        status = "FAILED" if summary.failed else "FINISHED"
+    finally:
+        tracker.end_execution(status)  # an interrupted sweep leaves its parent run marked failed
+    print(f"\n{len(summary.ran)} jobs run, {len(summary.reused)} reused, {len(summary.failed)} failed "
+          f"in {summary.seconds:.0f} s")
+    for job_id, why in summary.failed.items():
+        print(f"  FAILED {job_id}: {why}")
+    print()
+    print(format_all(from_mlflow(sweep.name, uri)))
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""MLflow: one experiment per sweep, a parent run per sweep execution, one run per job.
+
+Only the driver writes to MLflow (from a Ray Tune callback), so the embedded SQLite store has a single
+writer and workers on other nodes need no access to it. A job has at most one run, found by its
+`job_id` tag: a resumed or retried job reuses its run instead of adding a second one.
+Tags and metric names are a contract read by `analysis/` (docs/results.md).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from tlr_ray.plan import Job
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def tracking_uri(configured: str | None) -> str:
+    """MLFLOW_TRACKING_URI wins over the sweep file, which wins over the default."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or DEFAULT_URI
+
+
+def run_name(job: Job) -> str:
+    if job.kind == "la":
+        return f"LA {job.languages[0]}"
+    if job.kind == "ta":
+        return f"TA {job.variant} / {job.task} / [{','.join(job.languages)}] / seed {job.seed}"
+    return f"{job.variant} / {job.task} / {job.dataset} / {job.target} / seed {job.seed}"
+
+
+def job_tags(sweep: str, job: Job) -> dict[str, str]:
+    tags = {"kind": job.kind, "sweep": sweep, "job_id": job.id, "task": job.task or "",
+            "dataset": job.dataset or "", "variant": job.variant or "", "variants": ",".join(job.variants),
+            "seed": "" if job.seed is None else str(job.seed), "ratio": job.ratio or "",
+            "languages": ",".join(job.languages), "target": job.target or "",
+            "mlflow.runName": run_name(job)}
+    return tags
+
+
+def _flatten(prefix: str, obj) -> dict[str, str]:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flatten(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return {prefix: json.dumps(obj) if isinstance(obj, (list, tuple)) else str(obj)}
+
+
+class Tracker:
+    def __init__(self, uri: str, sweep: str):
+        self.client = MlflowClient(tracking_uri=uri)
+        self.uri, self.sweep = uri, sweep
+        exp = self.client.get_experiment_by_name(sweep)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(sweep)
+        self.parent_id: str | None = None
+
+    def start_execution(self, config: dict, plan_json: str, sweep_yaml: str) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                                     tags={"kind": "sweep", "sweep": self.sweep})
+        self.parent_id = run.info.run_id
+        params = [Param(k[:250], v[:6000]) for k, v in _flatten("", config).items()]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(self.parent_id, params=params[i:i + 100])
+        self.client.log_text(self.parent_id, plan_json, "plan.json")
+        self.client.log_text(self.parent_id, sweep_yaml, "sweep.yaml")
+        return self.parent_id
+
+    def end_execution(self, status: str) -> None:
+        if self.parent_id:
+            self.client.set_terminated(self.parent_id, status)
+
+    def find_run(self, job_id: str):
+        runs = self.client.search_runs([self.experiment_id], f"tags.job_id = '{job_id}'",
+                                       order_by=["attributes.start_time DESC"], max_results=10)
+        return runs[0] if runs else None
+
+    def start_job(self, job: Job) -> str | None:
+        """The run for `job`: its existing one if it was started before (resumed), else a new one.
+        None when the job already has a finished run (nothing to do)."""
+        existing = self.find_run(job.id)
+        if existing is not None:
+            if existing.info.status == "FINISHED":
+                return None
+            self.client.update_run(existing.info.run_id, status="RUNNING")
+            return existing.info.run_id
+        tags = job_tags(self.sweep, job)
+        if self.parent_id:
+            tags["mlflow.parentRunId"] = self.parent_id
+        run = self.client.create_run(self.experiment_id, tags=tags)
+        params = [Param(k[:250], v[:6000]) for k, v in _flatten("", {"spec": job.spec, "inputs": job.inputs}).items()]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(run.info.run_id, params=params[i:i + 100])
+        return run.info.run_id
+
+    def log_live(self, run_id: str, metrics: dict, step: int) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if batch:
+            self.client.log_batch(run_id, metrics=batch)
+
+    def finish_job(self, job: Job, run_id: str, manifest: dict) -> None:
+        self.log_live(run_id, final_metrics(job, manifest["metrics"]), step=0)
+        self.client.set_tag(run_id, "artifact", manifest.get("location", ""))
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def fail_job(self, run_id: str, error: str) -> None:
+        self.client.set_tag(run_id, "error", error[:5000])
+        self.client.set_terminated(run_id, "FAILED")
+
+    def ensure_logged(self, job: Job, manifest: dict) -> bool:
+        """A job finished earlier (its artifact verified): make sure it has one finished run.
+        Returns True when a run had to be created or completed (e.g. a new tracking store)."""
+        run_id = self.start_job(job)
+        if run_id is None:
+            return False
+        self.finish_job(job, run_id, manifest)
+        return True
+
+
+def final_metrics(job: Job, metrics: dict) -> dict:
+    """Eval metrics become `<dataset>/<target>/<metric>` (percent); others keep their names."""
+    numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if job.kind != "eval":
+        return numeric
+    return {f"{job.dataset}/{job.target}/{k}": v for k, v in numeric.items() if k != "examples"}

@@ -1,0 +1,31 @@
+"""What a recipe needs from whoever runs it (a Ray Train worker, a Tune trial, or a test)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+@dataclass
+class JobContext:
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: str = "auto"
+    rank: int = 0
+    world_size: int = 1
+    deps: dict[str, Path] = field(default_factory=dict)    # needed job id -> its published artifact folder
+    report: Callable[[dict], None] = lambda metrics: None    # live metrics (Ray Train / Tune reporting)
+    # Wraps the model for data parallelism (Ray Train's prepare_model) when world_size > 1.
+    wrap: Callable[[torch.nn.Module], torch.nn.Module | None] = lambda model: None
+    progress: bool = True                                    # tqdm bars in long loops
+
+    def dep(self, job_id: str) -> Path:
+        if job_id not in self.deps:
+            raise RuntimeError(f"input {job_id} is not available; run the jobs it needs first")
+        return self.deps[job_id]
+
+
+def adapter_name(job_id: str) -> str:
+    """A loaded adapter's name inside a model: the job id, with characters adapters accepts."""
+    return job_id.replace("-", "_")

@@ -1,0 +1,28 @@
+"""The eval job: one TA stacked on one target LA, zero-shot on one language of one dataset."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from adapters.composition import Stack
+
+from tlr_ray.tasks import DataSource, get_task
+from tlr_ray.train.context import JobContext
+from tlr_ray.train.models import load_la, load_tokenizer, task_model
+
+
+def run_eval(job: dict, out_dir: Path, ctx: JobContext) -> dict:
+    spec, inputs = job["spec"], job["inputs"]
+    task = get_task(spec["task"])
+    tokenizer = load_tokenizer(inputs["model"], inputs["model_revision"])
+    model = task_model(inputs["model"], inputs["model_revision"])
+    load_la(model, ctx.dep(spec["la"]) / "adapter", "la")
+    model.load_adapter(str(ctx.dep(spec["ta"]) / "adapter"), load_as="ta", with_head=True)
+    model.active_adapters = Stack("la", "ta")
+    model.to(ctx.device)
+    examples = task.load(DataSource(**inputs["data"]), spec["split"], spec["code"])
+    tokenized = task.tokenize(examples, tokenizer, spec["max_seq_length"])
+    metrics, predictions = task.evaluate(model, tokenized, tokenizer, spec["batch_size"], ctx.device)
+    # Per-example predictions let reports recompute any metric and run significance tests later.
+    pd.DataFrame(predictions).to_parquet(out_dir / "predictions.parquet", index=False)
+    return {**metrics, "examples": len(examples)}

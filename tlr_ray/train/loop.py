@@ -1,0 +1,130 @@
+"""The one training loop shared by every adapter kind.
+
+The recipes differ in two pluggable pieces only:
+  - `batches`: what the data is (one MLM corpus for an LA; task data for a TA; two corpora interleaved
+    for a BA), an iterator of ready batches;
+  - `activate(step)`: which adapters are active at step s (the LA alone; Stack(cycle[s % K], TA)).
+BAD-X alternates data, TLR alternates adapters: both are one argument here.
+Freezing is the recipe's job (it knows which adapter trains); the loop optimizes whatever requires grad.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from tlr_ray.config import TrainArgs
+
+
+@dataclass
+class LoopResult:
+    best_step: int = -1
+    best_score: float | None = None
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)  # trainable params at the best eval
+    history: list[dict] = field(default_factory=list)                # every evaluation
+    steps: int = 0
+    stopped_early: bool = False
+    train_seconds: float = 0.0
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the trainable parameters: all a best checkpoint needs (adapters are small)."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on GPU ("auto" or "bf16"); fp32 elsewhere."""
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def run_loop(
+    model: torch.nn.Module,
+    batches: Iterator[dict],
+    activate: Callable[[int], None],
+    evaluate: Callable[[], dict[str, float]],
+    *,
+    args: TrainArgs,
+    total_steps: int,
+    score_key: str,
+    higher_is_better: bool,
+    device: torch.device,
+    precision: str = "auto",
+    report: Callable[[dict], None] = lambda metrics: None,
+    ddp_model: torch.nn.Module | None = None,
+) -> LoopResult:
+    """Train for `total_steps`, evaluating every `args.eval_every` steps and at the end.
+
+    `evaluate()` returns metrics incl. `score_key`; the best evaluation's trainable parameters are kept
+    (not the last's). `report(metrics)` is called after every evaluation (Ray Train reporting).
+    `ddp_model` is the DistributedDataParallel wrapper when training on several workers.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise RuntimeError("no trainable parameters: the recipe must leave its adapter trainable")
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    sched = get_linear_schedule_with_warmup(opt, int(args.warmup_ratio * total_steps), total_steps)
+    forward = ddp_model or model
+    result, since_best, t0 = LoopResult(), 0, time.perf_counter()
+    running, n_running = 0.0, 0
+    for step in range(total_steps):
+        model.train()
+        activate(step)
+        batch = {k: v.to(device) for k, v in next(batches).items()}
+        with autocast(device, precision):
+            loss = forward(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        running, n_running = running + loss.item(), n_running + 1
+        last = step + 1 == total_steps
+        if (step + 1) % args.eval_every and not last:
+            continue
+        model.eval()
+        with torch.no_grad(), autocast(device, precision):
+            metrics = dict(evaluate())
+        score = metrics[score_key]
+        better = result.best_score is None or (score > result.best_score if higher_is_better
+                                               else score < result.best_score)
+        if better:
+            result.best_step, result.best_score, result.best_state = step + 1, score, trainable_state(model)
+            since_best = 0
+        else:
+            since_best += 1
+        metrics.update(step=step + 1, train_loss=running / n_running, best_score=result.best_score)
+        running, n_running = 0.0, 0
+        result.history.append(metrics)
+        report(metrics)
+        if args.patience is not None and since_best >= args.patience:
+            result.stopped_early = True
+            result.steps = step + 1
+            break
+    else:
+        result.steps = total_steps
+    result.train_seconds = time.perf_counter() - t0
+    return result
+
+
+def total_steps(args: TrainArgs, batches_per_epoch: int) -> int:
+    """max_steps if set, else epochs x batches per epoch."""
+    if args.max_steps is not None:
+        return args.max_steps
+    return max(1, math.ceil(args.epochs * batches_per_epoch))
+
+
+def endless(loader, seed: int) -> Iterator[dict]:
+    """Batches of `loader` forever, reshuffled each epoch with a seeded generator (reproducible)."""
+    epoch = 0
+    while True:
+        if hasattr(loader.sampler, "generator") and loader.sampler.generator is not None:
+            loader.sampler.generator.manual_seed(seed + epoch)
+        yield from loader
+        epoch += 1

@@ -1,0 +1,81 @@
+"""The TA recipe (MAD-X / TLR): a task adapter (SeqBnConfig, reduction factor 16) and its head,
+stacked on frozen LAs. At step s the active setup is Stack(cycle[s % K], TA): K = 1 with the source LA
+is MAD-X; more LAs make the TA "target-language-ready". Best checkpoint on source validation data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from adapters.composition import Stack
+from torch.utils.data import DataLoader
+from transformers import set_seed
+
+import torch
+from tlr_ray.config import TrainArgs
+from tlr_ray.tasks import DataSource, get_task
+from tlr_ray.train.context import JobContext, adapter_name
+from tlr_ray.train.loop import endless, run_loop, total_steps
+from tlr_ray.train.models import bottleneck_config, freeze_all_but, load_la, load_tokenizer, task_model
+
+NAME = "ta"
+
+
+def cycle_position(step: int, steps_per_epoch: int, K: int, cycle_index: str) -> int:
+    """Index into the LA cycle at a step: the global step (ours) or the step in the epoch (reference)."""
+    s = step if cycle_index == "global_step" else step % steps_per_epoch
+    return s % K
+
+
+def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
+    spec, inputs = job["spec"], job["inputs"]
+    args = TrainArgs(**spec["args"])
+    task = get_task(spec["task"])
+    set_seed(spec["seed"])
+    tokenizer = load_tokenizer(inputs["model"], inputs["model_revision"])
+    model = task_model(inputs["model"], inputs["model_revision"])
+    needed = dict.fromkeys([*spec["cycle"], *([spec["validation_la"]] if spec["validation_la"] else [])])
+    for la_id in needed:
+        load_la(model, ctx.dep(la_id) / "adapter", adapter_name(la_id))
+    cycle = [adapter_name(i) for i in spec["cycle"]]
+    layers = model.config.num_hidden_layers
+    model.add_adapter(NAME, config=bottleneck_config(spec["reduction_factor"], False,
+                                                     spec["leave_out_last_layer"], layers))
+    task.add_head(model, NAME)
+    freeze_all_but(model, NAME, heads=True)  # the MMT and every LA stay frozen
+    model.to(ctx.device)
+
+    source = DataSource(**inputs["train"])
+    train = task.tokenize(task.load(source, "train", None), tokenizer, args.max_seq_length)
+    val = task.load(source, "validation", None)
+    if args.max_eval_examples and len(val) > args.max_eval_examples:
+        val = val.shuffle(seed=0).select(range(args.max_eval_examples))
+    val = task.tokenize(val, tokenizer, args.max_seq_length)
+    train = train.shard(ctx.world_size, ctx.rank) if ctx.world_size > 1 else train
+    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(spec["seed"]),
+                        collate_fn=lambda f: task.collate(f, tokenizer), drop_last=len(train) > args.batch_size)
+
+    def activate(step: int) -> None:
+        la = cycle[cycle_position(step, len(loader), len(cycle), spec["cycle_index"])]
+        model.active_adapters = Stack(la, NAME)
+
+    def evaluate() -> dict:
+        # "source": validate with the source LA; "cycle": the mean score under each LA of the cycle
+        # (the reference alternates LAs over validation batches; the per-LA mean is its order-free form).
+        las = [adapter_name(spec["validation_la"])] if spec["validation_la"] else cycle
+        scores = []
+        for la in las:
+            model.active_adapters = Stack(la, NAME)
+            metrics, _ = task.evaluate(model, val, tokenizer, args.eval_batch_size, ctx.device)
+            scores.append(metrics)
+        return {k: sum(m[k] for m in scores) / len(scores) for k in scores[0]}
+
+    result = run_loop(model, endless(loader, spec["seed"]), activate, evaluate, args=args,
+                      total_steps=total_steps(args, len(loader)), score_key=task.metric,
+                      higher_is_better=True, device=ctx.device, precision=ctx.precision,
+                      report=ctx.report, ddp_model=ctx.wrap(model))
+    model.load_state_dict(result.best_state, strict=False)  # the best evaluation, not the last step
+    if ctx.rank == 0:
+        model.save_adapter(str(out_dir / "adapter"), NAME, with_head=True)
+    return {f"validation_{task.metric}": result.best_score, "best_step": result.best_step,
+            "steps": result.steps, "stopped_early": result.stopped_early,
+            "train_seconds": result.train_seconds, "history": result.history}

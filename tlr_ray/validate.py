@@ -1,0 +1,179 @@
+"""Meaning checks of a sweep, after its shape was checked: names, languages, files, cycles.
+
+Everything here runs before Ray starts, so a typo costs seconds, not GPU hours.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tlr_ray import languages
+from tlr_ray.config import (IMPLEMENTED_TASKS, LA_DEFAULTS, TASK_DEFAULTS, Dataset, DatasetEntry, Sweep,
+                            SweepConfig, catalog, merge_entry, suggest, train_args)
+from tlr_ray.tasks import DataSource
+from tlr_ray.typed_yaml import ConfigError
+from tlr_ray.variants import VARIANTS
+
+DEMO_PREFIX = "demo://"
+JOB_KINDS = ("la", "ta", "eval")
+
+
+def resolve_path(path: str) -> Path:
+    """A user path, or demo://rest inside the offline demo world (built on first use)."""
+    if path.startswith(DEMO_PREFIX):
+        from tlr_ray.demo.world import ensure_demo_world
+        return ensure_demo_world() / path[len(DEMO_PREFIX):]
+    return Path(path).expanduser().resolve()
+
+
+def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", cfg.name):
+        raise ConfigError(file, "name", f"{cfg.name!r} must be letters, digits, '_', '.' or '-' "
+                          "(it names the MLflow experiment and the storage folder)")
+    src = _language(cfg.source_language, file, "source_language")
+    for i, v in enumerate(cfg.variants):
+        if v not in VARIANTS:
+            raise ConfigError(file, f"variants[{i}]", f"unknown variant {v!r}.{suggest(v, VARIANTS)} "
+                              f"Known variants: {', '.join(VARIANTS)}.")
+    if not cfg.variants:
+        raise ConfigError(file, "variants", "no variant given; e.g. [MAD-X, BILINGUAL]")
+    if not cfg.seeds:
+        raise ConfigError(file, "seeds", "no seed given; e.g. [1]")
+    for kind in cfg.execution.resources:
+        if kind not in JOB_KINDS:
+            raise ConfigError(file, f"execution.resources.{kind}", f"unknown job kind {kind!r}."
+                              f"{suggest(kind, JOB_KINDS)} Job kinds: {', '.join(JOB_KINDS)}.")
+    if not cfg.tasks:
+        raise ConfigError(file, "tasks", "no task given; e.g. tasks: {nli: {train: multinli, eval: [xnli]}}")
+
+    datasets: dict[str, Dataset] = {}
+    task_args = {}
+    for task, spec in cfg.tasks.items():
+        key = f"tasks.{task}"
+        if task not in TASK_DEFAULTS:
+            raise ConfigError(file, key, f"unknown task {task!r}.{suggest(task, TASK_DEFAULTS)} "
+                              f"Tasks: {', '.join(TASK_DEFAULTS)}.")
+        if task not in IMPLEMENTED_TASKS:
+            raise ConfigError(file, key, f"task {task!r} is not implemented yet (implemented: "
+                              f"{', '.join(IMPLEMENTED_TASKS)})")
+        datasets[spec.train] = _dataset(cfg, spec.train, task, "train", file, f"{key}.train")
+        if not spec.eval:
+            raise ConfigError(file, f"{key}.eval", "no evaluation dataset given")
+        for i, name in enumerate(spec.eval):
+            datasets[name] = _dataset(cfg, name, task, "eval", file, f"{key}.eval[{i}]")
+        task_args[task] = train_args(TASK_DEFAULTS[task], spec.train_args, file, f"{key}.train_args")
+        _check_args(task_args[task], file, f"{key}.train_args")
+    la = cfg.language_adapters
+    la_args = train_args(LA_DEFAULTS, la.train_args, file, "language_adapters.train_args")
+    _check_args(la_args, file, "language_adapters.train_args")
+    if not 0 < la.heldout_fraction < 1:
+        raise ConfigError(file, "language_adapters.heldout_fraction",
+                          f"{la.heldout_fraction} must be between 0 and 1 (e.g. 0.05)")
+
+    all_targets = _all_targets(datasets)
+    _check_cycles(cfg, datasets, src, all_targets, file)
+    corpora = _corpora(cfg, src, all_targets, file)
+    model = cfg.model
+    if model.startswith(DEMO_PREFIX) or model.startswith((".", "/", "~")) or Path(model).exists():
+        model_path = resolve_path(model)
+        if not (model_path / "config.json").is_file():
+            raise ConfigError(file, "model", f"{model_path} is not a model folder (no config.json); give "
+                              "a Hub id such as bert-base-multilingual-cased or a folder from save_pretrained")
+        model = str(model_path)
+    return Sweep(file=file, config=cfg, model=model, datasets=datasets, task_args=task_args,
+                 la_args=la_args, corpora=corpora)
+
+
+def _language(code: str, file: str, key: str) -> str:
+    try:
+        return languages.canonical(code)
+    except languages.UnknownLanguage as e:
+        raise ConfigError(file, key, str(e)) from None
+
+
+def _dataset(cfg: SweepConfig, name: str, task: str, role: str, file: str, key: str) -> Dataset:
+    known = catalog()
+    if name in known and name in cfg.datasets:
+        entry = merge_entry(known[name], cfg.datasets[name])
+    elif name in known:
+        entry = known[name]
+    elif name in cfg.datasets:
+        entry = cfg.datasets[name]
+    else:
+        raise ConfigError(file, key, f"unknown dataset {name!r}.{suggest(name, [*known, *cfg.datasets])} "
+                          "Define it under `datasets:` (task, role, languages, hub or local) or use one of: "
+                          f"{', '.join(known)}.")
+    where = f"datasets.{name}" if name in cfg.datasets else f"{key} ({name} in tlr_ray/catalog.yaml)"
+    if entry.task != task:
+        raise ConfigError(file, key, f"dataset {name!r} is a {entry.task!r} dataset, not {task!r}")
+    if entry.role != role:
+        raise ConfigError(file, key, f"dataset {name!r} is for {entry.role}ing, not {role}ing")
+    if not entry.languages:
+        raise ConfigError(file, where, f"dataset {name!r} lists no languages")
+    for i, code in enumerate(entry.languages):
+        _language(code, file, f"{where}.languages[{i}]")
+    return Dataset(name, task, role, tuple(entry.languages), _source(name, entry, file, where))
+
+
+def _source(name: str, entry: DatasetEntry, file: str, where: str) -> DataSource:
+    if entry.local is not None:
+        path = resolve_path(entry.local.path)
+        if not path.exists():
+            raise ConfigError(file, f"{where}.local.path", f"{path} does not exist: dataset {name!r} "
+                              f"needs its {entry.local.format} files there (see DATASETS.md for the layout)")
+        return DataSource(name, local_path=str(path), local_format=entry.local.format, splits=entry.splits)
+    if entry.hub is not None:
+        h = entry.hub
+        return DataSource(name, hub_id=h.id, revision=h.revision, config=h.config, data_dir=h.data_dir,
+                          splits=entry.splits)
+    raise ConfigError(file, where, f"dataset {name!r} has neither `hub:` nor `local:`; give one")
+
+
+def _all_targets(datasets: dict[str, Dataset]) -> tuple[str, ...]:
+    """ALL of METHOD.md: the union of the sweep's evaluation targets, in first-seen order."""
+    seen: dict[str, None] = {}
+    for d in datasets.values():
+        if d.role == "eval":
+            seen.update(dict.fromkeys(d.targets))
+    return tuple(seen)
+
+
+def _check_cycles(cfg: SweepConfig, datasets: dict[str, Dataset], src: str, all_targets, file: str) -> None:
+    for v in cfg.variants:
+        rule = VARIANTS[v]
+        if not rule.needs_targets_in_cycle:
+            continue
+        for d in (d for d in datasets.values() if d.role == "eval"):
+            for t in d.targets:
+                if len(rule.cycle(src, t, d.targets, all_targets)) <= 1:
+                    raise ConfigError(file, "variants", f"{v} for dataset {d.name!r} (target {t}) leaves no "
+                                      "target language in the LA cycle, so it would be MAD-X. Add another "
+                                      "evaluation dataset with other languages, or drop the variant.")
+
+
+def _corpora(cfg: SweepConfig, src: str, all_targets, file: str) -> dict[str, str]:
+    corpora = {}
+    for code, path in cfg.language_adapters.corpora.items():
+        key = f"language_adapters.corpora.{code}"
+        lang = _language(code, file, key)
+        resolved = resolve_path(path)
+        if not resolved.is_file():
+            raise ConfigError(file, key, f"{resolved} does not exist; give a text file, one sentence or "
+                              "document per line")
+        corpora[lang] = str(resolved)
+    missing = [t for t in (src, *all_targets) if t not in corpora and languages.LANGUAGES[t].wiki is None]
+    if missing:
+        raise ConfigError(file, "language_adapters.corpora", "no Wikipedia exists for "
+                          f"{', '.join(missing)}: give a local text file for each under "
+                          "language_adapters.corpora (e.g. the AmericasNLP 2021 training data)")
+    return corpora
+
+
+def _check_args(args, file: str, key: str) -> None:
+    for name in ("batch_size", "eval_every", "max_seq_length", "eval_batch_size"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(file, f"{key}.{name}", f"must be positive, got {getattr(args, name)}")
+    if args.lr <= 0:
+        raise ConfigError(file, f"{key}.lr", f"must be positive, got {args.lr}")
+    if args.max_steps is None and args.epochs is None:
+        raise ConfigError(file, key, "give max_steps or epochs")
