@@ -20,7 +20,10 @@ from tlr_ray.plan import KINDS, Job, Plan
 from tlr_ray.tracking import Tracker
 
 log = logging.getLogger("tlr_ray")
-LIVE = "live/"  # prefix of metrics reported during training (the rest of a Tune result is Tune's own)
+LIVE = "live/"
+# What a training trial itself holds while its Ray Train workers do the work: a little memory and no
+# CPU, so that N one-CPU workers fit N CPUs (Ray refuses an empty resource request).
+DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 2**20}  # prefix of metrics reported during training (the rest of a Tune result is Tune's own)
 
 
 @dataclass
@@ -35,8 +38,10 @@ class Summary:
 def quiet_libraries() -> None:
     """Keep worker logs readable: the libraries warn about things that are expected here."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
     import transformers
     transformers.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
     logging.getLogger("adapters").setLevel(logging.ERROR)
 
 
@@ -133,14 +138,23 @@ class TrackingCallback(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
-        self._failed(self.jobs[trial.config["job_id"]], self.runs.get(trial.trial_id),
-                     f"trial failed; see {trial.local_path or 'the Ray logs'}")
+        self._failed(self.jobs[trial.config["job_id"]], self.runs.get(trial.trial_id), _error_text(trial))
 
     def _failed(self, job: Job, run_id: str | None, why: str) -> None:
         self.summary.failed[job.id] = why
         if run_id:
             self.tracker.fail_job(run_id, why)
         print(f"  [{self.done}/{self.total}] FAILED {_label(job)}: {why}", flush=True)
+
+
+def _error_text(trial) -> str:
+    """The last line of the trial's error (the exception), and where the full traceback is."""
+    path = getattr(trial, "error_file", None) or ""
+    try:
+        lines = [ln for ln in open(path).read().splitlines() if ln.strip()]
+        return f"{lines[-1].strip()} (traceback: {path})"
+    except (OSError, IndexError):
+        return f"trial failed; see {trial.local_path or 'the Ray logs'}"
 
 
 def _label(job: Job) -> str:
@@ -151,10 +165,14 @@ def _label(job: Job) -> str:
     return f"eval {job.variant} {job.dataset}/{job.target} seed {job.seed}"
 
 
-def connect() -> None:
-    """Join the cluster named by RAY_ADDRESS (or the one `ray job submit` runs us on), else start one."""
+def connect(verbose: bool = False) -> None:
+    """Join the cluster named by RAY_ADDRESS (or the one `ray job submit` runs us on), else start one.
+    Worker logs reach this terminal only with `verbose`: our progress lines say what happens, and a
+    failed job's error is printed from Tune's error file. Everything stays in Ray's log folder."""
+    if not verbose:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic reporter honours verbose=0
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True,
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=verbose,
                  logging_level=logging.WARNING, configure_logging=True)
 
 
@@ -177,13 +195,14 @@ def run_stage(sweep: Sweep, kind: str, todo: list[Job], storage: str, tracker: T
     trainable = tune.with_parameters(job_trial, jobs=jobs, storage=storage, precision=ex.precision,
                                      resources=asdict(res))
     # A training trial only waits for its TorchTrainer, whose workers hold the CPUs/GPUs; an eval
-    # trial does its work itself and holds one worker's share.
-    trial_res = {"CPU": 0} if kind != "eval" else {"CPU": res.cpus_per_worker,
+    # trial does its work itself.
+    trial_res = DRIVER_RESOURCES if kind != "eval" else {"CPU": res.cpus_per_worker,
                                                    "GPU": (res.gpus_per_worker or 1) if res.use_gpu else 0}
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_res),
         param_space={"job_id": tune.grid_search([j.id for j in todo])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency(res, kind, ex.max_concurrent_trials)),
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency(res, kind, ex.max_concurrent_trials),
+                                    reuse_actors=True),  # eval trials skip re-importing torch
         run_config=tune.RunConfig(
             name=f"{sweep.name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=os.path.join(storage, "ray"), verbose=0,
@@ -191,9 +210,9 @@ def run_stage(sweep: Sweep, kind: str, todo: list[Job], storage: str, tracker: T
     tuner.fit()
 
 
-def execute(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker) -> Summary:
+def execute(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker, verbose: bool = False) -> Summary:
     summary, t0 = Summary(), time.perf_counter()
-    connect()
+    connect(verbose)
     for kind in KINDS:
         todo = []
         for job in plan.of_kind(kind):
@@ -208,6 +227,8 @@ def execute(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker) -> Summary
         reused = len(plan.of_kind(kind)) - len(todo)
         print(f"[{kind}] {len(todo)} to run, {reused} already done", flush=True)
         if todo:
+            t_stage = time.perf_counter()
             run_stage(sweep, kind, todo, storage, tracker, summary)
+            print(f"[{kind}] stage took {time.perf_counter() - t_stage:.0f} s", flush=True)
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -26,6 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit (no Ray, no torch)")
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON (docs/plan-json.md)")
     p.add_argument("--storage", help="artifact root (overrides execution.storage)")
+    p.add_argument("--verbose", action="store_true", help="stream Ray worker logs to this terminal")
     p.add_argument("--tracking-uri", help="MLflow store (overrides execution.tracking_uri; "
                    "MLFLOW_TRACKING_URI overrides both)")
     return p.parse_args(argv)
@@ -60,7 +61,7 @@ def run(sweep, plan, args) -> int:
     tracker.start_execution(dataclasses.asdict(sweep.config), plan.to_json(), Path(args.sweep).read_text())
     status = "FAILED"
     try:
-        summary = execute(sweep, plan, storage, tracker)
+        summary = execute(sweep, plan, storage, tracker, args.verbose)
         status = "FAILED" if summary.failed else "FINISHED"
     finally:
         tracker.end_execution(status)  # an interrupted sweep leaves its parent run marked failed

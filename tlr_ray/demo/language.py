@@ -1,4 +1,4 @@
-"""The demo world's grammar: one tiny set of meanings (events), rendered in English and three pseudo-languages.
+"""The demo world's grammar: one small set of meanings (events), rendered in English and 3 pseudo-languages.
 
 An `Event` is a meaning: who does what to which thing, plus up to four optional facts about it (what the
 thing is like, where, on which day, at which hour) and a polarity. `render(event, code)` turns it into a
@@ -28,13 +28,13 @@ VERBS = {  # base form -> third person singular
 NOUNS = ("goat", "house", "basket", "book", "boat", "drum", "cup", "chair", "bicycle", "lamp", "mango", "hat",
          "box", "radio", "table", "bag", "knife", "shoe", "letter", "key", "bottle", "cow", "chicken", "net",
          "rope", "pot", "coat", "ball", "mat", "kite", "door", "window", "bucket", "spoon", "plate", "bench",
-         "ladder", "hammer", "broom", "blanket", "pillow", "mirror", "clock", "phone", "camera", "map", "flag",
-         "tent", "wheel", "cart", "sheep", "donkey", "horse", "dog", "cat", "duck", "fish", "melon", "onion",
-         "banana", "coconut", "pepper", "bean", "stone", "shell", "feather", "ring", "necklace", "guitar",
-         "flute", "pencil", "candle", "umbrella", "jacket", "scarf", "sack", "jar", "kettle")
+         "ladder", "hammer", "broom", "blanket", "pillow", "mirror", "clock", "phone", "camera", "map",
+         "flag", "tent", "wheel", "cart", "sheep", "donkey", "horse", "dog", "cat", "duck", "fish", "melon",
+         "onion", "banana", "coconut", "pepper", "bean", "stone", "shell", "feather", "ring", "necklace",
+         "guitar", "flute", "pencil", "candle", "umbrella", "jacket", "scarf", "sack", "jar", "kettle")
 ADJECTIVES = ("red", "blue", "green", "white", "black", "yellow", "brown", "orange", "purple", "grey", "big",
-              "small", "old", "new", "heavy", "light", "long", "short", "fresh", "dirty", "wet", "dry", "broken",
-              "round", "square", "soft", "hard", "cheap", "costly", "shiny")
+              "small", "old", "new", "heavy", "light", "long", "short", "fresh", "dirty", "wet", "dry",
+              "broken", "round", "square", "soft", "hard", "cheap", "costly", "shiny")
 PLACES = {  # place -> its English preposition
     "market": "in", "river": "at", "school": "at", "farm": "on", "station": "at", "garden": "in",
     "harbour": "at", "village": "in", "forest": "in", "hospital": "at", "beach": "on", "kitchen": "in",

@@ -1,4 +1,4 @@
-"""Build (once) the offline demo world: text for LAs, NLI data in three native formats, a tiny pretrained BERT.
+"""Build (once) the offline demo world: text for LAs, NLI data in native formats, a tiny pretrained BERT.
 
     python -m tlr_ray.demo [ROOT]       # builds if needed, prints the folder
 
@@ -30,9 +30,10 @@ ANLI = {"dev": 120, "test": 240}        # per language
 ANLI_CODES = {"swa": "sw", "yor": "yo"}  # AmericasNLI-style code -> canonical demo language
 XNLI = {"dev": 120, "test": 240}        # per language
 XNLI_CODES = ("en", "sw", "th")         # the real XNLI files hold every language, English included
-XNLI_HEADER = ("language", "gold_label", "sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse",
-               "sentence2_parse", "sentence1", "sentence2", "promptID", "pairID", "genre", "label1", "label2",
-               "label3", "label4", "label5", "sentence1_tokenized", "sentence2_tokenized", "match")
+XNLI_HEADER = ("language", "gold_label", "sentence1_binary_parse", "sentence2_binary_parse",
+               "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "promptID", "pairID", "genre",
+               "label1", "label2", "label3", "label4", "label5", "sentence1_tokenized", "sentence2_tokenized",
+               "match")
 ANLI_HEADER = ("id", "language", "premise", "hypothesis", "label")
 
 
@@ -44,11 +45,11 @@ def default_root() -> Path:
 def ensure_demo_world(root: str | Path | None = None) -> Path:
     """The demo world's folder, built first if it does not hold a `READY` marker yet."""
     root = Path(root).expanduser().absolute() if root is not None else default_root()
-    if (root / "READY").is_file():
-        return root
-    if root.exists():
-        raise RuntimeError(f"{root} exists but holds no READY marker, so it is not a complete demo world "
-                           "(demo worlds are renamed into place only when complete). Delete it and retry.")
+    if root.exists():   # worlds are renamed into place complete, so READY is there unless it is not ours
+        if (root / "READY").is_file():
+            return root
+        raise RuntimeError(f"{root} exists but holds no READY marker, so it is not a complete demo world. "
+                           "Delete it and retry.")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
     try:
@@ -63,6 +64,7 @@ def ensure_demo_world(root: str | Path | None = None) -> Path:
         ready = {"version": VERSION, "languages": list(LANGUAGES), "sizes": sizes,
                  "model": {"vocab_size": len(tokenizer), **model_info}}
         (tmp / "READY").write_text(json.dumps(ready, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)   # mkdtemp made it private; the finished world is an ordinary cache folder
         try:
             os.rename(tmp, root)
         except OSError:
@@ -130,7 +132,7 @@ def _write_tsv(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:
 
 
 def _write_anli(folder: Path) -> dict:
-    """AmericasNLI repo layout: {dev,test}/<code>.tsv with columns id, language, premise, hypothesis, label."""
+    """AmericasNLI repo layout: {dev,test}/<code>.tsv, columns id, language, premise, hypothesis, label."""
     sizes = {}
     for split, n in ANLI.items():
         pairs = make_pairs(n, f"{VERSION}:anli:{split}")   # parallel: the same items in every language
@@ -143,7 +145,7 @@ def _write_anli(folder: Path) -> dict:
 
 
 def _write_xnli(folder: Path) -> dict:
-    """XNLI 1.0 layout: xnli.{dev,test}.tsv, all languages in one file, told apart by the `language` column."""
+    """XNLI 1.0 layout: xnli.{dev,test}.tsv, all languages in one file, told apart by `language`."""
     sizes = {}
     for split, n in XNLI.items():
         pairs = make_pairs(n, f"{VERSION}:xnli:{split}")
