@@ -1,0 +1,85 @@
+"""The whole slice on a local Ray cluster and a real MLflow SQLite store, through the real CLI:
+plan -> Ray Tune/Train -> artifacts + MLflow -> table; then again, which must train nothing."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+TINY = {"max_steps": 20, "eval_every": 10, "batch_size": 16, "max_seq_length": 48}
+
+
+@pytest.fixture(scope="module")
+def e2e(demo_world, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    sweep = yaml.safe_load(open("sweeps/demo.yaml"))
+    sweep.update(name="e2e", variants=["MAD-X", "BILINGUAL"])
+    sweep["tasks"]["nli"].update(eval=["demo_xnli"], train_args={**TINY, "max_eval_examples": 50})
+    sweep["language_adapters"].update(train_args=TINY, max_corpus_lines=400)
+    del sweep["language_adapters"]["corpora"]["yo"]
+    path = tmp / "e2e.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    cmd = [sys.executable, "-m", "tlr_ray.sweep", str(path), "--storage", str(tmp / "runs"), "--tracking-uri", uri]
+    env = {**os.environ, "RAY_ADDRESS": ""}  # always a fresh local cluster of our own
+    env.pop("MLFLOW_TRACKING_URI", None)
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("e2e")
+    runs_after_first = client.search_runs([exp.experiment_id], max_results=1000)
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    runs_after_second = client.search_runs([exp.experiment_id], max_results=1000)
+    return dict(tmp=tmp, uri=uri, first=first.stdout, second=second.stdout,
+                runs1=runs_after_first, runs2=runs_after_second)
+
+
+def job_runs(runs):
+    return [r for r in runs if r.data.tags.get("kind") in ("la", "ta", "eval")]
+
+
+def table(stdout: str) -> str:
+    return stdout[stdout.index("### "):]
+
+
+def test_first_run_trains_every_job_and_logs_one_run_each(e2e):
+    # LAs en, sw, th; TAs MAD-X [en], BILINGUAL [en,sw], [en,th]; evals 2 variants x 2 targets
+    assert re.search(r"^10 jobs run, 0 reused, 0 failed", e2e["first"], re.M), e2e["first"]
+    runs = job_runs(e2e["runs1"])
+    assert len(runs) == 10 and len({r.data.tags["job_id"] for r in runs}) == 10
+    assert all(r.info.status == "FINISHED" for r in runs)
+    evals = [r for r in runs if r.data.tags["kind"] == "eval"]
+    for r in evals:  # metrics named <dataset>/<target>/<metric>, percent
+        (name, value), = ((k, v) for k, v in r.data.metrics.items())
+        assert name == f"demo_xnli/{r.data.tags['target']}/accuracy" and 0 <= value <= 100
+    parent = [r for r in e2e["runs1"] if r.data.tags.get("kind") == "sweep"]
+    assert len(parent) == 1 and all(r.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for r in runs)
+    assert (e2e["tmp"] / "runs" / "jobs" / evals[0].data.tags["job_id"] / "predictions.parquet").is_file()
+
+
+def test_second_run_trains_nothing_and_adds_no_job_run(e2e):
+    assert re.search(r"^0 jobs run, 10 reused, 0 failed", e2e["second"], re.M), e2e["second"]
+    assert len(job_runs(e2e["runs2"])) == len(job_runs(e2e["runs1"])) == 10
+    assert len([r for r in e2e["runs2"] if r.data.tags.get("kind") == "sweep"]) == 2  # one per execution
+    assert table(e2e["second"]) == table(e2e["first"])  # the same table comes out
+
+
+def test_table_and_export(e2e):
+    t = table(e2e["first"])
+    assert "### nli / demo_xnli (accuracy)" in t
+    assert re.search(r"^\| Method \| SW \| TH \| avg \| Better \|$", t, re.M)
+    assert re.search(r"^\| BILINGUAL \|.*\| [0-2]/2 \|$", t, re.M)
+    out = e2e["tmp"] / "results.parquet"
+    subprocess.run([sys.executable, "-m", "tlr_ray.results", "export", "--sweep", "e2e", "--out", str(out),
+                    "--tracking-uri", e2e["uri"]], check=True, capture_output=True)
+    df = pd.read_parquet(out)
+    assert list(df.columns) == ["sweep", "task", "dataset", "variant", "seed", "ratio", "language", "metric", "value"]
+    assert len(df) == 4 and set(df.variant) == {"MAD-X", "BILINGUAL"} and set(df.language) == {"sw", "th"}
