@@ -96,7 +96,8 @@ class _Builder:
         train = s.datasets[s.config.tasks[task].train]
         cycle_ids = [self.la(lang) for lang in cycle]
         val_la = self.la(s.config.source_language) if ta.validation_adapter == "source" else None
-        spec = {"model": self.model_fp, "task": task, "train_data": _data_fp(train.source),
+        spec = {"model": self.model_fp, "task": task, "task_options": s.config.tasks[task].options,
+                "train_data": _data_fp(train.source),
                 "args": asdict(s.task_args[task]), "reduction_factor": ta.reduction_factor,
                 "leave_out_last_layer": s.config.leave_out_last_layer, "cycle": cycle_ids,
                 "cycle_index": ta.cycle_index, "validation_la": val_la, "seed": seed}
@@ -107,8 +108,9 @@ class _Builder:
 
     def eval(self, task: str, variant: str, seed: int, ta_id: str, dataset, target: str) -> str:
         la_id = self.la(target)
-        spec = {"ta": ta_id, "la": la_id, "task": task, "data": _data_fp(dataset.source),
-                "code": dataset.code_for(target), "split": "test",
+        spec = {"ta": ta_id, "la": la_id, "task": task, "task_options": self.sweep.config.tasks[task].options,
+                "data": _data_fp(dataset.source),
+                "code": dataset.code_for(target), "split": dataset.eval_split,
                 "batch_size": self.sweep.task_args[task].eval_batch_size,
                 "max_seq_length": self.sweep.task_args[task].max_seq_length}
         return self.add("eval", spec, {**self.model_inputs, "data": asdict(dataset.source)}, task=task,

@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 from tlr_ray import languages
-from tlr_ray.config import (IMPLEMENTED_TASKS, LA_DEFAULTS, TASK_DEFAULTS, Dataset, DatasetEntry, Sweep,
+from tlr_ray.config import (LA_DEFAULTS, TASK_DEFAULTS, Dataset, DatasetEntry, Sweep,
                             SweepConfig, catalog, merge_entry, suggest, train_args)
-from tlr_ray.tasks import DataSource
+from tlr_ray.tasks import DataSource, implemented_tasks
 from tlr_ray.typed_yaml import ConfigError
 from tlr_ray.variants import VARIANTS
 
@@ -53,9 +53,9 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
         if task not in TASK_DEFAULTS:
             raise ConfigError(file, key, f"unknown task {task!r}.{suggest(task, TASK_DEFAULTS)} "
                               f"Tasks: {', '.join(TASK_DEFAULTS)}.")
-        if task not in IMPLEMENTED_TASKS:
+        if task not in implemented_tasks():
             raise ConfigError(file, key, f"task {task!r} is not implemented yet (implemented: "
-                              f"{', '.join(IMPLEMENTED_TASKS)})")
+                              f"{', '.join(implemented_tasks())})")
         datasets[spec.train] = _dataset(cfg, spec.train, task, "train", file, f"{key}.train")
         if not spec.eval:
             raise ConfigError(file, f"{key}.eval", "no evaluation dataset given")
@@ -103,7 +103,7 @@ def _dataset(cfg: SweepConfig, name: str, task: str, role: str, file: str, key: 
         raise ConfigError(file, key, f"unknown dataset {name!r}.{suggest(name, [*known, *cfg.datasets])} "
                           "Define it under `datasets:` (task, role, languages, hub or local) or use one of: "
                           f"{', '.join(known)}.")
-    where = f"datasets.{name}" if name in cfg.datasets else f"{key} ({name} in tlr_ray/catalog.yaml)"
+    where = f"datasets.{name}" if name in cfg.datasets else f"{key} ({name} in tlr_ray/catalog/)"
     if entry.task != task:
         raise ConfigError(file, key, f"dataset {name!r} is a {entry.task!r} dataset, not {task!r}")
     if entry.role != role:
@@ -112,7 +112,8 @@ def _dataset(cfg: SweepConfig, name: str, task: str, role: str, file: str, key: 
         raise ConfigError(file, where, f"dataset {name!r} lists no languages")
     for i, code in enumerate(entry.languages):
         _language(code, file, f"{where}.languages[{i}]")
-    return Dataset(name, task, role, tuple(entry.languages), _source(name, entry, file, where))
+    return Dataset(name, task, role, tuple(entry.languages), _source(name, entry, file, where),
+                   entry.eval_split or "test")
 
 
 def _source(name: str, entry: DatasetEntry, file: str, where: str) -> DataSource:

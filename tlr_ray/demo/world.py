@@ -9,9 +9,11 @@ is complete. That fast path imports nothing heavy (no torch). See docs/demo-worl
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import logging
 import os
+import pkgutil
 import random
 import shutil
 import tempfile
@@ -91,7 +93,11 @@ def write_demo_data(folder: str | Path) -> dict:
     sizes["multinli"] = _write_multinli(folder / "nli" / "multinli")
     sizes["americasnli"] = _write_anli(folder / "nli" / "anli")
     sizes["xnli"] = _write_xnli(folder / "nli" / "xnli")
-    log.info("demo world: text and NLI data written")
+    # Other tasks' demo data: every module tlr_ray/demo/<task>_data.py with `write(folder) -> sizes`.
+    for mod in sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])):
+        if mod.endswith("_data"):
+            sizes[mod[:-5]] = importlib.import_module(f"tlr_ray.demo.{mod}").write(folder)
+    log.info("demo world: text and task data written")
     return sizes
 
 

@@ -1,11 +1,14 @@
 """Tasks: a task is data, a head and a metric. It knows nothing of Ray, variants or adapters' cycling.
 
-Every task module exposes one object satisfying `Task` below; `get_task(name)` returns it.
+Every task module `tlr_ray/tasks/<name>.py` defines `make_task(**options) -> Task` (options come from the
+sweep's `tasks.<name>.options`); `get_task(name, options)` calls it.
 The training recipes in `tlr_ray.train` only talk to tasks through this interface.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -60,10 +63,17 @@ class DataError(ValueError):
     """A dataset is missing, malformed or has an unexpected schema."""
 
 
-def get_task(name: str) -> Task:
-    from tlr_ray.tasks import nli  # noqa: PLC0415  (imports torch; keep `tlr_ray.tasks` import-light)
+def implemented_tasks() -> tuple[str, ...]:
+    """Tasks with a module here (`tlr_ray/tasks/<name>.py` defining `make_task`); found without importing
+    them, so planning stays free of torch."""
+    here = Path(__file__).parent
+    return tuple(sorted(p.stem for p in here.glob("*.py")
+                        if not p.stem.startswith("_") and "def make_task(" in p.read_text()))
 
-    tasks = {"nli": nli.TASK}
-    if name not in tasks:
-        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(tasks))}")
-    return tasks[name]
+
+def get_task(name: str, options: dict | None = None) -> Task:
+    """The task called `name`, configured with the sweep's `tasks.<name>.options`."""
+    if name not in implemented_tasks():
+        raise KeyError(f"unknown task {name!r}; implemented tasks: {', '.join(implemented_tasks())}")
+    module = importlib.import_module(f"tlr_ray.tasks.{name}")  # imports torch: only when running a job
+    return module.make_task(**(options or {}))

@@ -13,7 +13,7 @@ from tlr_ray.train.models import load_la, load_tokenizer, task_model
 
 def run_eval(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     spec, inputs = job["spec"], job["inputs"]
-    task = get_task(spec["task"])
+    task = get_task(spec["task"], spec.get("task_options") or {})
     tokenizer = load_tokenizer(inputs["model"], inputs["model_revision"])
     model = task_model(inputs["model"], inputs["model_revision"])
     load_la(model, ctx.dep(spec["la"]) / "adapter", "la")

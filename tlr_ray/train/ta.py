@@ -28,7 +28,7 @@ def cycle_position(step: int, steps_per_epoch: int, K: int, cycle_index: str) ->
 def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     spec, inputs = job["spec"], job["inputs"]
     args = TrainArgs(**spec["args"])
-    task = get_task(spec["task"])
+    task = get_task(spec["task"], spec.get("task_options") or {})
     set_seed(spec["seed"])
     tokenizer = load_tokenizer(inputs["model"], inputs["model_revision"])
     model = task_model(inputs["model"], inputs["model_revision"])
