@@ -46,7 +46,7 @@ def test_la_recipe_trains_only_the_adapter(tiny_plan, monkeypatch):
         real_freeze(model, name, heads)
         captured["model"], captured["before"] = model, state(model)
 
-    monkeypatch.setattr("tlr_ray.train.la.freeze_all_but", snapshot_after_freeze)
+    monkeypatch.setattr("tlr_ray.train.mlm_adapter.freeze_all_but", snapshot_after_freeze)
     metrics = run_job(job, storage, JobContext())
     before, after = captured["before"], state(captured["model"])
     changed = {n for n in before if not torch.equal(before[n], after[n])}

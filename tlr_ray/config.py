@@ -47,6 +47,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 LA_DEFAULTS: dict[str, Any] = dict(batch_size=8, lr=5e-5, max_steps=100_000, eval_every=1000,
                                    max_seq_length=256)
+# BAD-X: a BA (or MA) is trained for 50,000 steps, batch 64, lr 1e-4, evaluated every 500 steps.
+BA_DEFAULTS: dict[str, Any] = dict(batch_size=64, lr=1e-4, max_steps=50_000, eval_every=500,
+                                   max_seq_length=256)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,20 @@ class LanguageAdapters:
     max_corpus_lines: int | None = None
     reduction_factor: int = 2
     invertible: bool = True
-    seed: int = 1                   # LAs are trained once and shared by every TA seed
+    seed: int = 1                   # LAs are trained once and shared by every TA seed...
+    seed_per_ta_seed: bool = False  # ...unless this is on: then each TA seed gets LAs of its own seed
+    # language -> an adapter to use instead of training one: a local folder or an AdapterHub/HF Hub id
+    # (anything `model.load_adapter` accepts), e.g. published MAD-X language adapters.
+    pretrained: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BilingualAdapters:
+    """BAD-X bilingual adapters (variant BAD-X) and multilingual adapters (variant MA): MLM on the
+    source and target texts (the corpora of `language_adapters`), alternating batches at a ratio."""
+    ratios: tuple[str, ...] = ("1:1",)   # source:target batches, e.g. ["1:1", "2:1", "5:1", "1:2", "1:5"]
+    train_args: dict[str, Any] = field(default_factory=dict)
+    reduction_factor: int = 2
 
 
 @dataclass(frozen=True)
@@ -136,6 +152,7 @@ class SweepConfig:
     seeds: tuple[int, ...] = (1,)
     datasets: dict[str, DatasetEntry] = field(default_factory=dict)
     language_adapters: LanguageAdapters = field(default_factory=LanguageAdapters)
+    bilingual_adapters: BilingualAdapters = field(default_factory=BilingualAdapters)
     task_adapters: TaskAdapters = field(default_factory=TaskAdapters)
     execution: Execution = field(default_factory=Execution)
 
@@ -166,7 +183,9 @@ class Sweep:
     datasets: dict[str, Dataset]      # every dataset the sweep uses
     task_args: dict[str, TrainArgs]   # per task, defaults merged with the sweep's overrides
     la_args: TrainArgs
+    ba_args: TrainArgs
     corpora: dict[str, str]           # canonical language -> absolute text file (others: Wikipedia)
+    pretrained: dict[str, str]        # canonical language -> adapter folder (absolute) or Hub id
 
     @property
     def name(self) -> str:

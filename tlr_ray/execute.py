@@ -158,11 +158,8 @@ def _error_text(trial) -> str:
 
 
 def _label(job: Job) -> str:
-    if job.kind == "la":
-        return f"LA {job.languages[0]}"
-    if job.kind == "ta":
-        return f"TA {job.variant} [{','.join(job.languages)}] seed {job.seed}"
-    return f"eval {job.variant} {job.dataset}/{job.target} seed {job.seed}"
+    from tlr_ray.tracking import run_name
+    return run_name(job)
 
 
 def connect(verbose: bool = False) -> None:

@@ -1,7 +1,8 @@
 """Expand a sweep into a DAG of jobs. Pure functions: no Ray, no torch.
 
-Jobs: `la` (train a language adapter), `ta` (train a task adapter over an LA cycle), `eval` (one TA with
-one target LA on one evaluation dataset). A job's id is a hash of its `spec`, everything that determines
+Jobs: `la` (train a language adapter), `ba` (a BAD-X bilingual or multilingual adapter), `ta` (train a
+task adapter over a cycle of LAs/BAs), `eval` (one TA with its inference adapter on one language of one
+evaluation dataset). A job's id is a hash of its `spec`, everything that determines
 its output (model, data fingerprints, hyperparameters, seed, the ids of its inputs), so identical work
 is planned once, shared by every variant and seed that needs it, and recognised again in later sweeps.
 """
@@ -14,9 +15,11 @@ from dataclasses import asdict, dataclass, field
 from tlr_ray.config import Sweep
 from tlr_ray.fingerprint import digest, path_fingerprint, source_fingerprint
 from tlr_ray.tasks import DataSource
-from tlr_ray.variants import VARIANTS
+from tlr_ray.sampling import ba_schedule, ma_schedule, normal_ratio
+from tlr_ray.variants import LA, VARIANTS, Adapter, Context
 
-KINDS = ("la", "ta", "eval")  # also the stage order: each kind only needs jobs of earlier kinds
+# Also the stage order: each kind only needs jobs of earlier kinds (la and ba need nothing).
+KINDS = ("la", "ba", "ta", "eval")
 
 
 @dataclass(frozen=True)
@@ -74,48 +77,71 @@ class _Builder:
             self.jobs[job_id]["variants"].append(variant)
         return job_id
 
-    def la(self, lang: str) -> str:
+    def adapter(self, ref: Adapter, ta_seed: int) -> str:
+        """The job producing adapter `ref` (an LA, or a BA/MA trained on several corpora)."""
         s, la = self.sweep, self.sweep.config.language_adapters
-        corpus = s.corpora.get(lang)
-        if corpus:
-            corpus_in, corpus_fp = {"path": corpus}, path_fingerprint(corpus)
-        else:
-            from tlr_ray.languages import LANGUAGES
-            wiki = f"{la.wikipedia_dump}.{LANGUAGES[lang].wiki}"
-            corpus_in, corpus_fp = {"wikipedia": wiki}, f"hub:wikimedia/wikipedia:{wiki}"
-        spec = {"model": self.model_fp, "language": lang, "corpus": corpus_fp, "args": asdict(s.la_args),
-                "reduction_factor": la.reduction_factor, "invertible": la.invertible,
-                "leave_out_last_layer": s.config.leave_out_last_layer,
-                "heldout_fraction": la.heldout_fraction, "max_corpus_lines": la.max_corpus_lines,
-                "seed": la.seed}
-        return self.add("la", spec, {**self.model_inputs, "corpus": corpus_in}, task=None, dataset=None,
-                        seed=la.seed, ratio=None, languages=(lang,), target=None, needs=())
+        seed = ta_seed if la.seed_per_ta_seed else la.seed
+        if ref.kind == "la" and ref.languages[0] in s.pretrained:
+            where = s.pretrained[ref.languages[0]]
+            fp = path_fingerprint(where) if where.startswith("/") else f"hub:{where}"
+            return self.add("la", {"model": self.model_fp, "language": ref.languages[0], "pretrained": fp},
+                            {**self.model_inputs, "pretrained": where}, task=None, dataset=None, seed=None,
+                            ratio=None, languages=ref.languages, target=None, needs=())
+        corpora = [self.corpus(lang) for lang in ref.languages]
+        if ref.kind == "la":
+            args, rf, schedule, select = s.la_args, la.reduction_factor, [0], [0]
+        else:  # BA (two corpora at a ratio) or MA (the source alternating with each target)
+            args, rf = s.ba_args, s.config.bilingual_adapters.reduction_factor
+            schedule = ba_schedule(ref.ratio) if len(ref.languages) == 2 else ma_schedule(len(ref.languages) - 1)
+            select = list(range(1, len(ref.languages)))  # the lowest *target* perplexity wins
+        spec = {"model": self.model_fp, "languages": list(ref.languages), "corpora": [fp for _, fp in corpora],
+                "schedule": schedule, "select_on": select, "args": asdict(args), "reduction_factor": rf,
+                "invertible": ref.invertible, "leave_out_last_layer": s.config.leave_out_last_layer,
+                "heldout_fraction": la.heldout_fraction, "max_corpus_lines": la.max_corpus_lines, "seed": seed}
+        return self.add(ref.kind, spec, {**self.model_inputs, "corpora": [c for c, _ in corpora]}, task=None,
+                        dataset=None, seed=seed, ratio=ref.ratio if ref.kind == "ba" else None,
+                        languages=ref.languages, target=None, needs=())
 
-    def ta(self, task: str, variant: str, seed: int, cycle: tuple[str, ...]) -> str:
+    def corpus(self, lang: str) -> tuple[dict, str]:
+        """(where the text is at run time, its fingerprint): a local file, else Wikipedia."""
+        path = self.sweep.corpora.get(lang)
+        if path:
+            return {"path": path}, path_fingerprint(path)
+        from tlr_ray.languages import LANGUAGES
+        wiki = f"{self.sweep.config.language_adapters.wikipedia_dump}.{LANGUAGES[lang].wiki}"
+        return {"wikipedia": wiki}, f"hub:wikimedia/wikipedia:{wiki}"
+
+    def ta(self, task: str, variant: str, seed: int, ratio: str | None, cycle: tuple[Adapter, ...]) -> str:
         s, ta = self.sweep, self.sweep.config.task_adapters
         train = s.datasets[s.config.tasks[task].train]
-        cycle_ids = [self.la(lang) for lang in cycle]
-        val_la = self.la(s.config.source_language) if ta.validation_adapter == "source" else None
+        cycle_ids = [self.adapter(a, seed) for a in cycle]
+        val = None
+        if ta.validation_adapter == "source" and cycle:
+            # Validate on source data with the source LA; a BA/MA covers the source itself.
+            las = [a for a in cycle if a.kind == "la"]
+            val = self.adapter(LA(s.config.source_language, las[0].invertible), seed) if las else cycle_ids[0]
         spec = {"model": self.model_fp, "task": task, "task_options": s.config.tasks[task].options,
                 "train_data": _data_fp(train.source),
                 "args": asdict(s.task_args[task]), "reduction_factor": ta.reduction_factor,
                 "leave_out_last_layer": s.config.leave_out_last_layer, "cycle": cycle_ids,
-                "cycle_index": ta.cycle_index, "validation_la": val_la, "seed": seed}
-        needs = tuple(dict.fromkeys([*cycle_ids, *([val_la] if val_la else [])]))
+                "cycle_index": ta.cycle_index, "validation_adapter": val, "seed": seed}
+        needs = tuple(dict.fromkeys([*cycle_ids, *([val] if val else [])]))
         return self.add("ta", spec, {**self.model_inputs, "train": asdict(train.source)}, task=task,
-                        dataset=train.name, variant=variant, seed=seed, ratio=None, languages=cycle,
-                        target=None, needs=needs)
+                        dataset=train.name, variant=variant, seed=seed, ratio=ratio,
+                        languages=tuple(lang for a in cycle for lang in a.languages), target=None, needs=needs)
 
-    def eval(self, task: str, variant: str, seed: int, ta_id: str, dataset, target: str) -> str:
-        la_id = self.la(target)
-        spec = {"ta": ta_id, "la": la_id, "task": task, "task_options": self.sweep.config.tasks[task].options,
-                "data": _data_fp(dataset.source),
+    def eval(self, task: str, variant: str, seed: int, ratio: str | None, ta_id: str, dataset, target: str,
+             adapter: Adapter | None) -> str:
+        adapter_id = self.adapter(adapter, seed) if adapter else None
+        spec = {"ta": ta_id, "adapter": adapter_id, "task": task,
+                "task_options": self.sweep.config.tasks[task].options, "data": _data_fp(dataset.source),
                 "code": dataset.code_for(target), "split": dataset.eval_split,
                 "batch_size": self.sweep.task_args[task].eval_batch_size,
                 "max_seq_length": self.sweep.task_args[task].max_seq_length}
         return self.add("eval", spec, {**self.model_inputs, "data": asdict(dataset.source)}, task=task,
-                        dataset=dataset.name, variant=variant, seed=seed, ratio=None, languages=(target,),
-                        target=target, needs=(ta_id, la_id))
+                        dataset=dataset.name, variant=variant, seed=seed, ratio=ratio,
+                        languages=adapter.languages if adapter else (), target=target,
+                        needs=(ta_id, *([adapter_id] if adapter_id else [])))
 
 
 def _data_fp(src: DataSource) -> str:
@@ -128,19 +154,21 @@ def plan_sweep(sweep: Sweep) -> Plan:
     src = sweep.config.source_language
     all_targets = tuple(dict.fromkeys(t for d in sweep.datasets.values() if d.role == "eval"
                                       for t in d.targets))
-    b.la(src)  # the source LA first, so plans read in a natural order
     for task, spec in cfg.tasks.items():
         evals = [sweep.datasets[name] for name in spec.eval]
         for variant in cfg.variants:
             rule = VARIANTS[variant]
+            ratios = [normal_ratio(r) for r in cfg.bilingual_adapters.ratios] if rule.uses_ratios else [None]
             for seed in cfg.seeds:
                 for d in evals:
                     for t in d.targets:
-                        cycle = tuple(dict.fromkeys(rule.cycle(src, t, d.targets, all_targets)))
-                        ta_id = b.ta(task, variant, seed, cycle)
-                        b.eval(task, variant, seed, ta_id, d, t)
+                        for ratio in ratios:
+                            c = Context(src, t, d.targets, all_targets, ratio)
+                            cycle = tuple(dict.fromkeys(rule.cycle(c)))
+                            ta_id = b.ta(task, variant, seed, ratio, cycle)
+                            b.eval(task, variant, seed, ratio, ta_id, d, t, rule.inference(c))
     jobs = [Job(**{**j, "variants": tuple(j["variants"])}) for j in b.jobs.values()]
-    jobs.sort(key=lambda j: KINDS.index(j.kind))  # stable: keeps first-planned order inside a kind
+    jobs.sort(key=lambda j: (KINDS.index(j.kind), j.kind != "la" or j.languages[0] != src))
     return Plan(cfg.name, tuple(jobs))
 
 
@@ -152,6 +180,8 @@ def describe(plan: Plan, file: str = "") -> str:
         extra = ""
         if kind == "la":
             extra = f"  ({', '.join(j.languages[0] for j in plan.of_kind('la'))})"
+        if kind == "ba":
+            extra = f"  ({', '.join('+'.join(j.languages) + f' {j.ratio}' for j in plan.of_kind('ba'))})"
         lines.append(f"  {kind:<5}{counts.get(kind, 0):>5}{extra}")
     per_variant = Counter((v, j.kind) for j in plan.jobs for v in j.variants)
     if per_variant:
@@ -160,9 +190,10 @@ def describe(plan: Plan, file: str = "") -> str:
             lines.append(f"  {v:<16} ta {per_variant[(v, 'ta')]:>4}   eval {per_variant[(v, 'eval')]:>4}")
     lines.append("Jobs:")
     for j in plan.jobs:
-        what = {"la": f"LA {j.languages[0]}",
-                "ta": f"{j.task} {j.variant} seed={j.seed} cycle=[{', '.join(j.languages)}]",
-                "eval": f"{j.task} {j.dataset} {j.variant} seed={j.seed} target={j.target}"}[j.kind]
+        ratio = f" ratio={j.ratio}" if j.ratio else ""
+        what = {"la": f"LA {j.languages[0]}", "ba": f"BA {'+'.join(j.languages)} ratio={j.ratio}",
+                "ta": f"{j.task} {j.variant}{ratio} seed={j.seed} cycle=[{', '.join(j.languages)}]",
+                "eval": f"{j.task} {j.dataset} {j.variant}{ratio} seed={j.seed} target={j.target}"}[j.kind]
         shared = f"  (also {', '.join(j.variants[1:])})" if len(j.variants) > 1 else ""
         lines.append(f"  {j.id}  {what}{shared}" + (f"  needs {', '.join(j.needs)}" if j.needs else ""))
     return "\n".join(lines)

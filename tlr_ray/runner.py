@@ -12,9 +12,9 @@ from tlr_ray.train.context import JobContext
 
 def recipe(kind: str):
     # Imported lazily: planning and `--dry-run` must not import torch.
-    if kind == "la":
-        from tlr_ray.train.la import train_la
-        return train_la
+    if kind in ("la", "ba"):
+        from tlr_ray.train.mlm_adapter import train_mlm_adapter
+        return train_mlm_adapter
     if kind == "ta":
         from tlr_ray.train.ta import train_ta
         return train_ta

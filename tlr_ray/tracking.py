@@ -25,11 +25,14 @@ def tracking_uri(configured: str | None) -> str:
 
 
 def run_name(job: Job) -> str:
+    ratio = f" {job.ratio}" if job.ratio else ""
     if job.kind == "la":
         return f"LA {job.languages[0]}"
+    if job.kind == "ba":
+        return f"BA {'+'.join(job.languages)}{ratio}"
     if job.kind == "ta":
-        return f"TA {job.variant} / {job.task} / [{','.join(job.languages)}] / seed {job.seed}"
-    return f"{job.variant} / {job.task} / {job.dataset} / {job.target} / seed {job.seed}"
+        return f"TA {job.variant}{ratio} / {job.task} / [{','.join(job.languages)}] / seed {job.seed}"
+    return f"{job.variant}{ratio} / {job.task} / {job.dataset} / {job.target} / seed {job.seed}"
 
 
 def job_tags(sweep: str, job: Job) -> dict[str, str]:

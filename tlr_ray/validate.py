@@ -8,14 +8,15 @@ import re
 from pathlib import Path
 
 from tlr_ray import languages
-from tlr_ray.config import (LA_DEFAULTS, TASK_DEFAULTS, Dataset, DatasetEntry, Sweep,
+from tlr_ray.config import (BA_DEFAULTS, LA_DEFAULTS, TASK_DEFAULTS, Dataset, DatasetEntry, Sweep,
                             SweepConfig, catalog, merge_entry, suggest, train_args)
 from tlr_ray.tasks import DataSource, implemented_tasks
 from tlr_ray.typed_yaml import ConfigError
-from tlr_ray.variants import VARIANTS
+from tlr_ray.sampling import normal_ratio
+from tlr_ray.variants import VARIANTS, Context
 
 DEMO_PREFIX = "demo://"
-JOB_KINDS = ("la", "ta", "eval")
+JOB_KINDS = ("la", "ba", "ta", "eval")
 
 
 def resolve_path(path: str) -> Path:
@@ -70,9 +71,21 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
         raise ConfigError(file, "language_adapters.heldout_fraction",
                           f"{la.heldout_fraction} must be between 0 and 1 (e.g. 0.05)")
 
+    ba = cfg.bilingual_adapters
+    ba_args = train_args(BA_DEFAULTS, ba.train_args, file, "bilingual_adapters.train_args")
+    _check_args(ba_args, file, "bilingual_adapters.train_args")
+    for i, r in enumerate(ba.ratios):
+        try:
+            normal_ratio(r)
+        except ValueError as e:
+            raise ConfigError(file, f"bilingual_adapters.ratios[{i}]", str(e)) from None
+    if "BAD-X" in cfg.variants and not ba.ratios:
+        raise ConfigError(file, "bilingual_adapters.ratios", "BAD-X needs at least one ratio, e.g. ['1:1']")
+
     all_targets = _all_targets(datasets)
     _check_cycles(cfg, datasets, src, all_targets, file)
-    corpora = _corpora(cfg, src, all_targets, file)
+    pretrained = _pretrained(cfg, file)
+    corpora = _corpora(cfg, src, all_targets, pretrained, file)
     model = cfg.model
     if model.startswith(DEMO_PREFIX) or model.startswith((".", "/", "~")) or Path(model).exists():
         model_path = resolve_path(model)
@@ -81,7 +94,7 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
                               "a Hub id such as bert-base-multilingual-cased or a folder from save_pretrained")
         model = str(model_path)
     return Sweep(file=file, config=cfg, model=model, datasets=datasets, task_args=task_args,
-                 la_args=la_args, corpora=corpora)
+                 la_args=la_args, ba_args=ba_args, corpora=corpora, pretrained=pretrained)
 
 
 def _language(code: str, file: str, key: str) -> str:
@@ -146,13 +159,30 @@ def _check_cycles(cfg: SweepConfig, datasets: dict[str, Dataset], src: str, all_
             continue
         for d in (d for d in datasets.values() if d.role == "eval"):
             for t in d.targets:
-                if len(rule.cycle(src, t, d.targets, all_targets)) <= 1:
+                if len(rule.cycle(Context(src, t, d.targets, all_targets, None))) <= 1:
                     raise ConfigError(file, "variants", f"{v} for dataset {d.name!r} (target {t}) leaves no "
                                       "target language in the LA cycle, so it would be MAD-X. Add another "
                                       "evaluation dataset with other languages, or drop the variant.")
 
 
-def _corpora(cfg: SweepConfig, src: str, all_targets, file: str) -> dict[str, str]:
+def _pretrained(cfg: SweepConfig, file: str) -> dict[str, str]:
+    """language -> adapter: a local folder (must exist) or a Hub id (checked when the job runs)."""
+    out = {}
+    for code, where in cfg.language_adapters.pretrained.items():
+        key = f"language_adapters.pretrained.{code}"
+        lang = _language(code, file, key)
+        local = where.startswith((".", "/", "~", DEMO_PREFIX)) or Path(where).exists()
+        if local:
+            path = resolve_path(where)
+            if not (path / "adapter_config.json").is_file():
+                raise ConfigError(file, key, f"{path} is not a saved adapter (no adapter_config.json); give "
+                                  "a folder written by model.save_adapter or a Hub id")
+            where = str(path)
+        out[lang] = where
+    return out
+
+
+def _corpora(cfg: SweepConfig, src: str, all_targets, pretrained: dict, file: str) -> dict[str, str]:
     corpora = {}
     for code, path in cfg.language_adapters.corpora.items():
         key = f"language_adapters.corpora.{code}"
@@ -162,7 +192,10 @@ def _corpora(cfg: SweepConfig, src: str, all_targets, file: str) -> dict[str, st
             raise ConfigError(file, key, f"{resolved} does not exist; give a text file, one sentence or "
                               "document per line")
         corpora[lang] = str(resolved)
-    missing = [t for t in (src, *all_targets) if t not in corpora and languages.LANGUAGES[t].wiki is None]
+    # A pretrained LA needs no text, unless a BA/MA variant trains on that language's text.
+    needs_text = {"BAD-X", "MA"} & set(cfg.variants)
+    missing = [t for t in (src, *all_targets) if t not in corpora and languages.LANGUAGES[t].wiki is None
+               and (t not in pretrained or needs_text)]
     if missing:
         raise ConfigError(file, "language_adapters.corpora", "no Wikipedia exists for "
                           f"{', '.join(missing)}: give a local text file for each under "

@@ -1,4 +1,5 @@
-"""The eval job: one TA stacked on one target LA, zero-shot on one language of one dataset."""
+"""The eval job: one TA stacked on its inference adapter (LA or BA of the target), zero-shot on one
+language of one dataset."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,9 +17,12 @@ def run_eval(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     task = get_task(spec["task"], spec.get("task_options") or {})
     tokenizer = load_tokenizer(inputs["model"], inputs["model_revision"])
     model = task_model(inputs["model"], inputs["model_revision"])
-    load_la(model, ctx.dep(spec["la"]) / "adapter", "la")
     model.load_adapter(str(ctx.dep(spec["ta"]) / "adapter"), load_as="ta", with_head=True)
-    model.active_adapters = Stack("la", "ta")
+    if spec["adapter"]:  # the LA (or BA/MA) of the target; none for TA-ONLY
+        load_la(model, ctx.dep(spec["adapter"]) / "adapter", "la")
+        model.active_adapters = Stack("la", "ta")
+    else:
+        model.active_adapters = Stack("ta")
     model.to(ctx.device)
     examples = task.load(DataSource(**inputs["data"]), spec["split"], spec["code"])
     tokenized = task.tokenize(examples, tokenizer, spec["max_seq_length"])

@@ -32,10 +32,10 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     set_seed(spec["seed"])
     tokenizer = load_tokenizer(inputs["model"], inputs["model_revision"])
     model = task_model(inputs["model"], inputs["model_revision"])
-    needed = dict.fromkeys([*spec["cycle"], *([spec["validation_la"]] if spec["validation_la"] else [])])
-    for la_id in needed:
-        load_la(model, ctx.dep(la_id) / "adapter", adapter_name(la_id))
-    cycle = [adapter_name(i) for i in spec["cycle"]]
+    val_adapter = spec["validation_adapter"]
+    for adapter_id in dict.fromkeys([*spec["cycle"], *([val_adapter] if val_adapter else [])]):
+        load_la(model, ctx.dep(adapter_id) / "adapter", adapter_name(adapter_id))
+    cycle = [adapter_name(i) for i in spec["cycle"]]  # empty for TA-ONLY
     layers = model.config.num_hidden_layers
     model.add_adapter(NAME, config=bottleneck_config(spec["reduction_factor"], False,
                                                      spec["leave_out_last_layer"], layers))
@@ -54,17 +54,22 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
                         generator=torch.Generator().manual_seed(spec["seed"]),
                         collate_fn=lambda f: task.collate(f, tokenizer), drop_last=len(train) > args.batch_size)
 
+    def setup(la: str | None):
+        return Stack(la, NAME) if la else Stack(NAME)
+
     def activate(step: int) -> None:
-        la = cycle[cycle_position(step, len(loader), len(cycle), spec["cycle_index"])]
-        model.active_adapters = Stack(la, NAME)
+        if cycle:
+            model.active_adapters = setup(cycle[cycle_position(step, len(loader), len(cycle), spec["cycle_index"])])
+        else:
+            model.active_adapters = setup(None)
 
     def evaluate() -> dict:
         # "source": validate with the source LA; "cycle": the mean score under each LA of the cycle
         # (the reference alternates LAs over validation batches; the per-LA mean is its order-free form).
-        las = [adapter_name(spec["validation_la"])] if spec["validation_la"] else cycle
+        las = [adapter_name(val_adapter)] if val_adapter else (cycle or [None])
         scores = []
         for la in las:
-            model.active_adapters = Stack(la, NAME)
+            model.active_adapters = setup(la)
             metrics, _ = task.evaluate(model, val, tokenizer, args.eval_batch_size, ctx.device)
             scores.append(metrics)
         return {k: sum(m[k] for m in scores) / len(scores) for k in scores[0]}

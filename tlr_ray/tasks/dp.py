@@ -1,0 +1,195 @@
+"""Dependency parsing (UD): the `adapters` biaffine head, scored by UAS and LAS in percent.
+
+Data: UD treebanks read by `ud_sources` (local CoNLL-U or the Hub's parquet conversion); `load` returns a
+`datasets.Dataset` with exactly `tokens`, `head` (0 = root, else the 1-based word number) and `deprel`.
+Conventions (docs/tasks/dp-pos.md):
+- words, not sub-tokens: multiword-token and empty-node lines are dropped; the head represents a word by
+  the mean of its sub-tokens (`word_starts`: where each word starts, then where the last one ends).
+- relation subtypes are stripped by default (`nmod:poss` -> `nmod`), as the reference does: 37 labels.
+  `make_task(strip_subtypes=False)` keeps the subtypes in `ud_sources.SUBTYPES` (65 labels); any other
+  subtype becomes its base relation, with a warning.
+- every word is scored, punctuation included, as in the `adapters` example and the CoNLL 2018 shared
+  task. Heads are decoded greedily (argmax per word, no tree constraint), as the reference does, but only
+  over real candidates (root and the sentence's own words, never padding).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter
+from typing import Any
+
+import datasets
+import torch
+from transformers import DataCollatorWithPadding
+
+from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.ud_sources import (RELATIONS, SUBTYPES, align_words, describe, pad, read,
+                                      tokenized_dataset)
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("tokens", "head", "deprel")
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+# The biaffine head ignores word_starts / labels equal to model.config.pad_token_id. BERT's is 0, which is
+# also the root's head index (and XLM-R's 1 is the first word's start), so the adapters example sets it
+# to -1; we pad with -1 and set the model's to -1 while the head is used (add_head, evaluate).
+PAD = -1
+OPTIONS = {"strip_subtypes": "bool, default true: nmod:poss -> nmod (37 labels); false keeps the "
+                             "common subtypes of ud_sources.SUBTYPES"}
+_FEATURES = datasets.Features({"tokens": datasets.List(datasets.Value("string")),
+                               "head": datasets.List(datasets.Value("int64")),
+                               "deprel": datasets.List(datasets.Value("string"))})
+
+
+class DpTask:
+    name = "dp"
+    metric = "las"
+
+    def __init__(self, strip_subtypes: bool = True):
+        self.strip_subtypes = strip_subtypes
+        self.labels = RELATIONS if strip_subtypes else RELATIONS + SUBTYPES
+        self.label_ids = {label: i for i, label in enumerate(self.labels)}
+
+    def load(self, source: DataSource, split: str, language: str | None) -> datasets.Dataset:
+        where = describe(source, split, language)
+        try:
+            columns = read(source, source.splits.get(split, split), language, COLUMNS)
+        except DataError as e:
+            raise DataError(f"{where}: {e}") from None
+        return datasets.Dataset.from_dict(self._checked(columns, where), features=_FEATURES)
+
+    def _checked(self, columns: dict[str, list], where: str) -> dict[str, list]:
+        """Every column, at least one sentence, heads inside the sentence, relations of our label set."""
+        expected = (f"expected columns {', '.join(COLUMNS)}, heads 0 (root) to the number of words, and "
+                    f"UD relations ({', '.join(RELATIONS)}, subtypes allowed)")
+        missing = [c for c in COLUMNS if c not in columns]
+        if missing:
+            raise DataError(f"{where}: missing column(s) {', '.join(missing)}; {expected}")
+        out: dict[str, list] = {c: [] for c in COLUMNS}
+        unknown_subtypes: Counter[str] = Counter()
+        for i, (tokens, heads, rels) in enumerate(zip(*(columns[c] for c in COLUMNS)), 1):
+            if not tokens:
+                continue
+            if not len(tokens) == len(heads) == len(rels):
+                raise DataError(f"{where}: sentence {i} has {len(tokens)} tokens, {len(heads)} heads and "
+                                f"{len(rels)} relations; {expected}")
+            for j, h in enumerate(heads, 1):
+                if not 0 <= h <= len(tokens):
+                    raise DataError(f"{where}: sentence {i}, word {j} ({tokens[j - 1]!r}): head {h} outside "
+                                    f"0-{len(tokens)}; {expected}")
+            out["tokens"].append(tokens)
+            out["head"].append(heads)
+            out["deprel"].append([self._relation(r, unknown_subtypes, f"{where}: sentence {i}", expected)
+                                  for r in rels])
+        if not out["tokens"]:
+            raise DataError(f"{where}: the split is empty; {expected} and at least one sentence")
+        if unknown_subtypes:
+            log.warning("%s: relation subtypes outside the label set mapped to their base relation: %s",
+                        where, ", ".join(f"{r} ({n})" for r, n in unknown_subtypes.most_common()))
+        return out
+
+    def _relation(self, rel: str, unknown: Counter, where: str, expected: str) -> str:
+        base = rel.split(":")[0]
+        if base not in RELATIONS:
+            raise DataError(f"{where}: unknown relation {rel!r}; {expected}")
+        if self.strip_subtypes or rel in self.label_ids:
+            return base if self.strip_subtypes else rel
+        unknown[rel] += 1
+        return base
+
+    def tokenize(self, examples: datasets.Dataset, tokenizer: Any, max_length: int) -> datasets.Dataset:
+        """Model inputs per sentence: sub-token ids, word_starts (n + 1), labels_arcs / labels_rels (n),
+        and `index`, the sentence's row in `examples`. Sentences longer than `max_length` are dropped."""
+        rows = align_words(tokenizer, list(examples["tokens"]), max_length)
+        out: dict[str, list] = {}
+        for i, (row, heads, rels) in enumerate(zip(rows, examples["head"], examples["deprel"])):
+            if row is None:
+                continue
+            feature = {k: row[k] for k in MODEL_INPUTS if k in row}
+            feature.update(word_starts=row["starts"] + [row["end"]], labels_arcs=list(heads),
+                           labels_rels=[self.label_ids[r] for r in rels], index=i)
+            for k, v in feature.items():
+                out.setdefault(k, []).append(v)
+        return tokenized_dataset(out, len(examples), max_length)
+
+    def collate(self, features: list[dict], tokenizer: Any) -> dict:
+        batch = DataCollatorWithPadding(tokenizer, return_tensors="pt")(
+            [{k: f[k] for k in MODEL_INPUTS if k in f} for f in features])
+        length = batch["input_ids"].shape[1]   # the head scores every sub-token slot as a word slot
+        batch["word_starts"] = torch.tensor([pad(f["word_starts"], length + 1, PAD) for f in features])
+        for key in ("labels_arcs", "labels_rels"):
+            batch[key] = torch.tensor([pad(f[key], length, PAD) for f in features])
+        return batch
+
+    def add_head(self, model: Any, name: str) -> None:
+        model.add_dependency_parsing_head(name, num_labels=len(self.labels), id2label=dict(enumerate(self.labels)))
+        model.config.pad_token_id = PAD   # for training: see PAD
+
+    def evaluate(self, model: Any, tokenized: datasets.Dataset, tokenizer: Any, batch_size: int,
+                 device: Any) -> tuple[dict[str, float], list[dict]]:
+        """UAS / LAS in percent over all words, and one record per sentence. Model already on `device`."""
+        device = torch.device(device) if device is not None else next(model.parameters()).device
+        model.eval()
+        records: list[dict] = []
+        with torch.no_grad(), _head_padding(model):
+            for start in range(0, len(tokenized), batch_size):
+                features = [tokenized[i] for i in range(start, min(start + batch_size, len(tokenized)))]
+                batch = self.collate(features, tokenizer)
+                for key in ("labels_arcs", "labels_rels"):
+                    batch.pop(key)
+                out = model(**{k: v.to(device) for k, v in batch.items()})
+                arc_scores = out.arc_preds.float().cpu()   # [batch, words, 1 + words]: 0 is the root
+                rel_scores = out.rel_preds.float().cpu()   # [batch, words, 1 + words, labels]
+                for b, f in enumerate(features):
+                    n = len(f["labels_arcs"])
+                    heads = arc_scores[b, :n, :n + 1].argmax(-1)
+                    rels = rel_scores[b, torch.arange(n), heads].argmax(-1)
+                    records.append(self._record(f, heads.tolist(), rels.tolist()))
+        if not records:
+            raise DataError("nothing to evaluate: the tokenized split is empty")
+        gold = [(r["heads"], r["deprels"]) for r in records]
+        pred = [(r["predicted_heads"], r["predicted_deprels"]) for r in records]
+        return attachment_scores(gold, pred), records
+
+    def _record(self, f: dict, heads: list[int], rels: list[int]) -> dict:
+        gold_rels = [self.labels[r] for r in f["labels_rels"]]
+        pred_rels = [self.labels[r] for r in rels]
+        return {"index": f["index"], "words": len(heads), "heads": list(f["labels_arcs"]),
+                "predicted_heads": heads, "deprels": gold_rels, "predicted_deprels": pred_rels}
+
+
+def attachment_scores(gold: list[tuple[list[int], list[str]]],
+                      predicted: list[tuple[list[int], list[str]]]) -> dict[str, float]:
+    """UAS (head right) and LAS (head and relation right) in percent over all words of all sentences."""
+    words = unlabeled = labeled = 0
+    for (gh, gr), (ph, pr) in zip(gold, predicted):
+        for a, b, c, d in zip(gh, ph, gr, pr):
+            words += 1
+            unlabeled += a == b
+            labeled += a == b and c == d
+    if not words:
+        raise DataError("no words to score")
+    return {"uas": 100.0 * unlabeled / words, "las": 100.0 * labeled / words}
+
+
+@contextlib.contextmanager
+def _head_padding(model: Any):
+    """model.config.pad_token_id = PAD while evaluating (an eval job loads the head onto a fresh model)."""
+    before = model.config.pad_token_id
+    model.config.pad_token_id = PAD
+    try:
+        yield
+    finally:
+        model.config.pad_token_id = before
+
+
+def make_task(**options) -> DpTask:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for task 'dp'; valid options: "
+                         + "; ".join(f"{k} ({v})" for k, v in OPTIONS.items()))
+    strip = options.get("strip_subtypes", True)
+    if not isinstance(strip, bool):
+        raise ValueError(f"task 'dp' option strip_subtypes must be true or false, got {strip!r}")
+    return DpTask(strip_subtypes=strip)

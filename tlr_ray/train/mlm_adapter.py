@@ -1,0 +1,66 @@
+"""The MLM adapter recipe, for LAs (MAD-X) and BAs/MAs (BAD-X): masked language modelling through one
+adapter on one or several corpora. Which corpus a batch comes from follows the job's schedule
+(tlr_ray/sampling.py): [0] for an LA, N source then M target batches for a BA at ratio N:M, the source
+alternating with each target for an MA. The checkpoint with the lowest held-out perplexity on the
+`select_on` corpora (the LA's own text; a BA's target text) wins.
+A pretrained LA (a folder or Hub id) is not trained: it is loaded and saved in our artifact layout.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import set_seed
+
+from tlr_ray.config import TrainArgs
+from tlr_ray.sampling import interleave
+from tlr_ray.train.context import JobContext
+from tlr_ray.train.loop import endless, run_loop, total_steps
+from tlr_ray.train.mlm_data import MLMData, perplexity, read_corpus
+from tlr_ray.train.models import bottleneck_config, freeze_all_but, load_tokenizer, mlm_model
+
+NAME = "la"  # the adapter's name while training; saved folders are renamed on load
+
+
+def train_mlm_adapter(job: dict, out_dir: Path, ctx: JobContext) -> dict:
+    spec, inputs = job["spec"], job["inputs"]
+    model = mlm_model(inputs["model"], inputs["model_revision"])
+    if "pretrained" in inputs:
+        model.load_adapter(inputs["pretrained"], load_as=NAME, with_head=False)
+        if ctx.rank == 0:
+            model.save_adapter(str(out_dir / "adapter"), NAME, with_head=False)
+        return {"pretrained": 1}
+    args = TrainArgs(**spec["args"])
+    set_seed(spec["seed"])
+    tokenizer = load_tokenizer(inputs["model"], inputs["model_revision"])
+    layers = model.config.num_hidden_layers
+    model.add_adapter(NAME, config=bottleneck_config(spec["reduction_factor"], spec["invertible"],
+                                                     spec["leave_out_last_layer"], layers))
+    model.set_active_adapters(NAME)
+    freeze_all_but(model, NAME, heads=False)
+    model.to(ctx.device)
+    data = [MLMData(read_corpus(corpus, spec["max_corpus_lines"]), tokenizer, args.max_seq_length,
+                    args.batch_size, spec["heldout_fraction"], spec["seed"] + i, args.eval_batch_size,
+                    ctx.rank, ctx.world_size)
+            for i, corpus in enumerate(inputs["corpora"])]
+    langs = spec["languages"]
+
+    def evaluate() -> dict:
+        ppl = {f"perplexity_{langs[i]}": perplexity(model, d.heldout, ctx.device) for i, d in enumerate(data)}
+        ppl["perplexity"] = sum(ppl[f"perplexity_{langs[i]}"] for i in spec["select_on"]) / len(spec["select_on"])
+        return ppl
+
+    # An epoch is a pass over the corpora in the schedule's proportions; with max_steps (the usual
+    # setting for LAs/BAs) it does not matter.
+    steps_per_epoch = sum(len(data[i].loader) for i in set(spec["schedule"]))
+    batches = interleave([endless(d.loader, spec["seed"] + i) for i, d in enumerate(data)], spec["schedule"])
+    result = run_loop(model, batches, activate=lambda step: None, evaluate=evaluate, args=args,
+                      total_steps=total_steps(args, steps_per_epoch), score_key="perplexity",
+                      higher_is_better=False, device=ctx.device, precision=ctx.precision,
+                      report=ctx.report, ddp_model=ctx.wrap(model))
+    model.load_state_dict(result.best_state, strict=False)  # the best evaluation, not the last step
+    if ctx.rank == 0:
+        model.save_adapter(str(out_dir / "adapter"), NAME, with_head=False)
+    best = result.history[[h["step"] for h in result.history].index(result.best_step)]
+    return {"heldout_perplexity": result.best_score, **{k: v for k, v in best.items() if k.startswith("perplexity_")},
+            "best_step": result.best_step, "steps": result.steps, "train_seconds": result.train_seconds,
+            "history": result.history}
