@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast clean-demo
+.PHONY: install demo test test-fast bench clean-demo
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ test: install
 
 test-fast: install   # skip the end-to-end Ray runs
 	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install      # our TA loop vs adapters' AdapterTrainer (needs accelerate)
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean-demo:          # forget the demo's results (not the generated demo world in ~/.cache/tlr_ray)
 	rm -rf runs mlflow.db

@@ -47,6 +47,7 @@ def build(model_path: str, seed: int):
     model.add_adapter("la", config=bottleneck_config(2, True, True, layers))
     model.add_adapter("ta", config=bottleneck_config(16, False, True, layers))
     get_task("nli").add_head(model, "ta")
+    model.train_adapter("ta")  # AdapterTrainer checks the flag this sets; the trainable set is the same
     freeze_all_but(model, "ta", heads=True)
     model.active_adapters = Stack("la", "ta")
     return model
