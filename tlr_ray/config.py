@@ -129,6 +129,7 @@ class DatasetEntry:
     local_format: str | None = None
     splits: dict[str, str] = field(default_factory=dict)
     eval_split: str | None = None     # the split evaluated (our name); default test
+    sizes: dict[str, int] = field(default_factory=dict)  # examples: train, and eval per language (estimates)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class Execution:
     resources: dict[str, Resources] = field(default_factory=dict)  # keys: la, ta, eval
     max_concurrent_trials: int | None = None       # default: what the cluster's CPUs/GPUs allow
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    estimate_on: str = "rtx3090"   # the device row of tlr_ray/step_times.yaml used by --dry-run
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ class Dataset:
     codes: tuple[str, ...]           # the dataset's own language codes, in catalog order
     source: DataSource
     eval_split: str = "test"
+    sizes: dict[str, int] = field(default_factory=dict)
 
     @property
     def targets(self) -> tuple[str, ...]:

@@ -41,9 +41,17 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(plan.to_json() if args.json else describe(plan, args.sweep))
+        print(plan.to_json() if args.json else f"{describe(plan, args.sweep)}\n{estimate_for(sweep, plan)}")
         return 0
     return run(sweep, plan, args)
+
+
+def estimate_for(sweep, plan) -> str:
+    from tlr_ray.cost import estimate, model_key
+    sizes = {name: d.sizes for name, d in sweep.datasets.items()}
+    return estimate(plan, model_key(sweep.config.model), sweep.config.execution.estimate_on,
+                    {n: s["train"] for n, s in sizes.items() if "train" in s},
+                    {n: s["eval"] for n, s in sizes.items() if "eval" in s})
 
 
 def run(sweep, plan, args) -> int:

@@ -126,7 +126,7 @@ def _dataset(cfg: SweepConfig, name: str, task: str, role: str, file: str, key: 
     for i, code in enumerate(entry.languages):
         _language(code, file, f"{where}.languages[{i}]")
     return Dataset(name, task, role, tuple(entry.languages), _source(name, entry, file, where),
-                   entry.eval_split or "test")
+                   entry.eval_split or "test", entry.sizes)
 
 
 def _source(name: str, entry: DatasetEntry, file: str, where: str) -> DataSource:
