@@ -104,3 +104,23 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_demo_sweep_file_is_valid(demo_world):
     sweep = load_sweep("sweeps/demo.yaml")
     assert sweep.name == "demo" and set(sweep.corpora) == {"en", "sw", "yo", "th"}
+
+
+def test_extends_merges_over_a_base_file(tmp_path, write_sweep):
+    base = write_sweep()
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {base.name}\nname: child\nvariants: [MAD-X]\n"
+                     "tasks: {nli: {train_args: {max_steps: 3}}}\n")
+    sweep = load_sweep(child)
+    assert sweep.name == "child" and sweep.config.variants == ("MAD-X",)
+    assert sweep.task_args["nli"].max_steps == 3                               # merged into the base's task
+    assert sweep.config.tasks["nli"].eval == ("demo_anli", "demo_xnli")        # kept from the base
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("extends: loop.yaml\n")
+    with pytest.raises(ConfigError, match="extends itself in a loop"):
+        load_sweep(loop)
+
+
+def test_demo_variants_sweeps_are_valid(demo_world):
+    assert load_sweep("sweeps/demo_badx.yaml").config.bilingual_adapters.ratios == ("1:1", "2:1")
+    assert "LEAVE-OUT-TARG" in load_sweep("sweeps/demo_leaveout.yaml").config.variants

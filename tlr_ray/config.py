@@ -198,16 +198,40 @@ class Sweep:
         return self.config.execution.resources.get(kind, Resources())
 
 
-def load_sweep(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Sweep:
-    """Read and check a sweep file. `overrides` are merged over the YAML's top level (tests, CLI)."""
+def read_yaml(path: str | os.PathLike, seen: tuple[str, ...] = ()) -> dict:
+    """A sweep file's data, with `extends: other.yaml` (relative to this file) resolved: the base is
+    read first and this file's keys are merged over it (mappings merge, everything else replaces)."""
     file = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(file, "", "sweep file not found") from None
     except yaml.YAMLError as e:
         raise ConfigError(file, "", f"not valid YAML: {e}") from None
-    raw = {**(raw or {}), **(overrides or {})}
+    if not isinstance(raw, dict):
+        raise ConfigError(file, "", "a sweep file is a mapping of keys (name, model, variants, tasks, ...)")
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    base_path = (Path(path).parent / str(base)).resolve()
+    if str(base_path) in seen:
+        raise ConfigError(file, "extends", f"{base} extends itself in a loop")
+    if not base_path.is_file():
+        raise ConfigError(file, "extends", f"{base_path} does not exist")
+    return deep_merge(read_yaml(base_path, (*seen, str(base_path))), raw)
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_sweep(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Sweep:
+    """Read and check a sweep file. `overrides` are merged over the YAML's top level (tests, CLI)."""
+    file = str(path)
+    raw = {**read_yaml(path), **(overrides or {})}
     cfg: SweepConfig = build(SweepConfig, raw, file)
     from tlr_ray.validate import check_sweep  # semantic checks live beside, to keep this file small
     return check_sweep(cfg, file)

@@ -176,7 +176,7 @@ def describe(plan: Plan, file: str = "") -> str:
     """The human-readable `--dry-run`: counts first, then one line per job."""
     counts = Counter(j.kind for j in plan.jobs)
     lines = [f"Sweep {plan.sweep}{f' ({file})' if file else ''}: {len(plan.jobs)} jobs"]
-    for kind in KINDS:
+    for kind in (k for k in KINDS if counts.get(k)):
         extra = ""
         if kind == "la":
             extra = f"  ({', '.join(j.languages[0] for j in plan.of_kind('la'))})"
