@@ -98,10 +98,18 @@ class TaskAdapters:
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """One entry of `tasks:`. Its key is the task's name unless `task` says otherwise, so that one task
+    can appear twice with different settings (e.g. NLI on AmericasNLI with 3 seeds, on XNLI with 1)."""
     train: str
     eval: tuple[str, ...]
+    task: str | None = None
+    variants: tuple[str, ...] | None = None   # default: the sweep's
+    seeds: tuple[int, ...] | None = None      # default: the sweep's
     train_args: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # task-specific, e.g. ner: {labels: reduced}
+
+    def name(self, key: str) -> str:
+        return self.task or key
 
 
 @dataclass(frozen=True)
@@ -184,15 +192,23 @@ class Sweep:
     config: SweepConfig
     model: str                        # resolved: absolute folder or Hub id
     datasets: dict[str, Dataset]      # every dataset the sweep uses
-    task_args: dict[str, TrainArgs]   # per task, defaults merged with the sweep's overrides
+    task_args: dict[str, TrainArgs]   # per `tasks:` entry, the task's defaults merged with its overrides
     la_args: TrainArgs
     ba_args: TrainArgs
     corpora: dict[str, str]           # canonical language -> absolute text file (others: Wikipedia)
     pretrained: dict[str, str]        # canonical language -> adapter folder (absolute) or Hub id
+    problems: tuple[str, ...] = ()    # what must be fixed before running (--dry-run shows the plan anyway)
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def variants(self) -> tuple[str, ...]:
+        """Every variant the sweep runs, over all `tasks:` entries."""
+        out = dict.fromkeys(self.config.variants)
+        for spec in self.config.tasks.values():
+            out.update(dict.fromkeys(spec.variants or ()))
+        return tuple(out)
 
     def resources(self, kind: str) -> Resources:
         return self.config.execution.resources.get(kind, Resources())

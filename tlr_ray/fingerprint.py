@@ -22,6 +22,8 @@ def digest(obj) -> str:
 @functools.cache
 def path_fingerprint(path: str) -> str:
     p = Path(path)
+    if not p.exists():
+        return f"missing:{p}"  # only a dry run plans with missing files; a run refuses first
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
     total = sum(f.stat().st_size for f in files)
     h = hashlib.sha256()

@@ -111,18 +111,19 @@ class _Builder:
         wiki = f"{self.sweep.config.language_adapters.wikipedia_dump}.{LANGUAGES[lang].wiki}"
         return {"wikipedia": wiki}, f"hub:wikimedia/wikipedia:{wiki}"
 
-    def ta(self, task: str, variant: str, seed: int, ratio: str | None, cycle: tuple[Adapter, ...]) -> str:
+    def ta(self, entry: str, variant: str, seed: int, ratio: str | None, cycle: tuple[Adapter, ...]) -> str:
         s, ta = self.sweep, self.sweep.config.task_adapters
-        train = s.datasets[s.config.tasks[task].train]
+        spec_, task = s.config.tasks[entry], s.config.tasks[entry].name(entry)
+        train = s.datasets[spec_.train]
         cycle_ids = [self.adapter(a, seed) for a in cycle]
         val = None
         if ta.validation_adapter == "source" and cycle:
             # Validate on source data with the source LA; a BA/MA covers the source itself.
             las = [a for a in cycle if a.kind == "la"]
             val = self.adapter(LA(s.config.source_language, las[0].invertible), seed) if las else cycle_ids[0]
-        spec = {"model": self.model_fp, "task": task, "task_options": s.config.tasks[task].options,
+        spec = {"model": self.model_fp, "task": task, "task_options": spec_.options,
                 "train_data": _data_fp(train.source),
-                "args": asdict(s.task_args[task]), "reduction_factor": ta.reduction_factor,
+                "args": asdict(s.task_args[entry]), "reduction_factor": ta.reduction_factor,
                 "leave_out_last_layer": s.config.leave_out_last_layer, "cycle": cycle_ids,
                 "cycle_index": ta.cycle_index, "validation_adapter": val, "seed": seed}
         needs = tuple(dict.fromkeys([*cycle_ids, *([val] if val else [])]))
@@ -130,14 +131,14 @@ class _Builder:
                         dataset=train.name, variant=variant, seed=seed, ratio=ratio,
                         languages=tuple(lang for a in cycle for lang in a.languages), target=None, needs=needs)
 
-    def eval(self, task: str, variant: str, seed: int, ratio: str | None, ta_id: str, dataset, target: str,
+    def eval(self, entry: str, variant: str, seed: int, ratio: str | None, ta_id: str, dataset, target: str,
              adapter: Adapter | None) -> str:
         adapter_id = self.adapter(adapter, seed) if adapter else None
-        spec = {"ta": ta_id, "adapter": adapter_id, "task": task,
-                "task_options": self.sweep.config.tasks[task].options, "data": _data_fp(dataset.source),
-                "code": dataset.code_for(target), "split": dataset.eval_split,
-                "batch_size": self.sweep.task_args[task].eval_batch_size,
-                "max_seq_length": self.sweep.task_args[task].max_seq_length}
+        spec_, args = self.sweep.config.tasks[entry], self.sweep.task_args[entry]
+        task = spec_.name(entry)
+        spec = {"ta": ta_id, "adapter": adapter_id, "task": task, "task_options": spec_.options,
+                "data": _data_fp(dataset.source), "code": dataset.code_for(target), "split": dataset.eval_split,
+                "batch_size": args.eval_batch_size, "max_seq_length": args.max_seq_length}
         return self.add("eval", spec, {**self.model_inputs, "data": asdict(dataset.source)}, task=task,
                         dataset=dataset.name, variant=variant, seed=seed, ratio=ratio,
                         languages=adapter.languages if adapter else (), target=target,
@@ -154,19 +155,19 @@ def plan_sweep(sweep: Sweep) -> Plan:
     src = sweep.config.source_language
     all_targets = tuple(dict.fromkeys(t for d in sweep.datasets.values() if d.role == "eval"
                                       for t in d.targets))
-    for task, spec in cfg.tasks.items():
+    for entry, spec in cfg.tasks.items():
         evals = [sweep.datasets[name] for name in spec.eval]
-        for variant in cfg.variants:
+        for variant in spec.variants or cfg.variants:
             rule = VARIANTS[variant]
             ratios = [normal_ratio(r) for r in cfg.bilingual_adapters.ratios] if rule.uses_ratios else [None]
-            for seed in cfg.seeds:
+            for seed in spec.seeds or cfg.seeds:
                 for d in evals:
                     for t in d.targets:
                         for ratio in ratios:
                             c = Context(src, t, d.targets, all_targets, ratio)
                             cycle = tuple(dict.fromkeys(rule.cycle(c)))
-                            ta_id = b.ta(task, variant, seed, ratio, cycle)
-                            b.eval(task, variant, seed, ratio, ta_id, d, t, rule.inference(c))
+                            ta_id = b.ta(entry, variant, seed, ratio, cycle)
+                            b.eval(entry, variant, seed, ratio, ta_id, d, t, rule.inference(c))
     jobs = [Job(**{**j, "variants": tuple(j["variants"])}) for j in b.jobs.values()]
     jobs.sort(key=lambda j: (KINDS.index(j.kind), j.kind != "la" or j.languages[0] != src))
     return Plan(cfg.name, tuple(jobs))

@@ -42,7 +42,13 @@ def main(argv=None) -> int:
         return 2
     if args.dry_run:
         print(plan.to_json() if args.json else f"{describe(plan, args.sweep)}\n{estimate_for(sweep, plan)}")
+        for problem in sweep.problems:
+            print(f"before running, fix: {problem}", file=sys.stderr)
         return 0
+    if sweep.problems:
+        for problem in sweep.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     return run(sweep, plan, args)
 
 

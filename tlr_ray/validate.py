@@ -32,11 +32,14 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
         raise ConfigError(file, "name", f"{cfg.name!r} must be letters, digits, '_', '.' or '-' "
                           "(it names the MLflow experiment and the storage folder)")
     src = _language(cfg.source_language, file, "source_language")
-    for i, v in enumerate(cfg.variants):
-        if v not in VARIANTS:
-            raise ConfigError(file, f"variants[{i}]", f"unknown variant {v!r}.{suggest(v, VARIANTS)} "
-                              f"Known variants: {', '.join(VARIANTS)}.")
-    if not cfg.variants:
+    lists = [("variants", cfg.variants)] + [(f"tasks.{k}.variants", t.variants) for k, t in cfg.tasks.items()
+                                            if t.variants is not None]
+    for key, variants in lists:
+        for i, v in enumerate(variants):
+            if v not in VARIANTS:
+                raise ConfigError(file, f"{key}[{i}]", f"unknown variant {v!r}.{suggest(v, VARIANTS)} "
+                                  f"Known variants: {', '.join(VARIANTS)}.")
+    if not cfg.variants and not all(t.variants for t in cfg.tasks.values()):
         raise ConfigError(file, "variants", "no variant given; e.g. [MAD-X, BILINGUAL]")
     if not cfg.seeds:
         raise ConfigError(file, "seeds", "no seed given; e.g. [1]")
@@ -49,8 +52,8 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
 
     datasets: dict[str, Dataset] = {}
     task_args = {}
-    for task, spec in cfg.tasks.items():
-        key = f"tasks.{task}"
+    for entry, spec in cfg.tasks.items():
+        key, task = f"tasks.{entry}", spec.name(entry)
         if task not in TASK_DEFAULTS:
             raise ConfigError(file, key, f"unknown task {task!r}.{suggest(task, TASK_DEFAULTS)} "
                               f"Tasks: {', '.join(TASK_DEFAULTS)}.")
@@ -62,8 +65,8 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
             raise ConfigError(file, f"{key}.eval", "no evaluation dataset given")
         for i, name in enumerate(spec.eval):
             datasets[name] = _dataset(cfg, name, task, "eval", file, f"{key}.eval[{i}]")
-        task_args[task] = train_args(TASK_DEFAULTS[task], spec.train_args, file, f"{key}.train_args")
-        _check_args(task_args[task], file, f"{key}.train_args")
+        task_args[entry] = train_args(TASK_DEFAULTS[task], spec.train_args, file, f"{key}.train_args")
+        _check_args(task_args[entry], file, f"{key}.train_args")
     la = cfg.language_adapters
     la_args = train_args(LA_DEFAULTS, la.train_args, file, "language_adapters.train_args")
     _check_args(la_args, file, "language_adapters.train_args")
@@ -79,13 +82,13 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
             normal_ratio(r)
         except ValueError as e:
             raise ConfigError(file, f"bilingual_adapters.ratios[{i}]", str(e)) from None
-    if "BAD-X" in cfg.variants and not ba.ratios:
+    if "BAD-X" in _all_variants(cfg) and not ba.ratios:
         raise ConfigError(file, "bilingual_adapters.ratios", "BAD-X needs at least one ratio, e.g. ['1:1']")
 
     all_targets = _all_targets(datasets)
     _check_cycles(cfg, datasets, src, all_targets, file)
     pretrained = _pretrained(cfg, file)
-    corpora = _corpora(cfg, src, all_targets, pretrained, file)
+    corpora, problems = _corpora(cfg, src, all_targets, pretrained, file)
     model = cfg.model
     if model.startswith(DEMO_PREFIX) or model.startswith((".", "/", "~")) or Path(model).exists():
         model_path = resolve_path(model)
@@ -94,7 +97,8 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
                               "a Hub id such as bert-base-multilingual-cased or a folder from save_pretrained")
         model = str(model_path)
     return Sweep(file=file, config=cfg, model=model, datasets=datasets, task_args=task_args,
-                 la_args=la_args, ba_args=ba_args, corpora=corpora, pretrained=pretrained)
+                 la_args=la_args, ba_args=ba_args, corpora=corpora, pretrained=pretrained,
+                 problems=tuple(problems))
 
 
 def _language(code: str, file: str, key: str) -> str:
@@ -152,17 +156,22 @@ def _all_targets(datasets: dict[str, Dataset]) -> tuple[str, ...]:
     return tuple(seen)
 
 
+def _all_variants(cfg: SweepConfig) -> set[str]:
+    return set(cfg.variants).union(*(t.variants or () for t in cfg.tasks.values()))
+
+
 def _check_cycles(cfg: SweepConfig, datasets: dict[str, Dataset], src: str, all_targets, file: str) -> None:
-    for v in cfg.variants:
-        rule = VARIANTS[v]
-        if not rule.needs_targets_in_cycle:
-            continue
-        for d in (d for d in datasets.values() if d.role == "eval"):
-            for t in d.targets:
-                if len(rule.cycle(Context(src, t, d.targets, all_targets, None))) <= 1:
-                    raise ConfigError(file, "variants", f"{v} for dataset {d.name!r} (target {t}) leaves no "
-                                      "target language in the LA cycle, so it would be MAD-X. Add another "
-                                      "evaluation dataset with other languages, or drop the variant.")
+    for spec in cfg.tasks.values():
+        for v in spec.variants or cfg.variants:
+            if not VARIANTS[v].needs_targets_in_cycle:
+                continue
+            rule = VARIANTS[v]
+            for d in (datasets[name] for name in spec.eval):
+                for t in d.targets:
+                    if len(rule.cycle(Context(src, t, d.targets, all_targets, None))) <= 1:
+                        raise ConfigError(file, "variants", f"{v} for dataset {d.name!r} (target {t}) leaves "
+                                          "no target language in the LA cycle, so it would be MAD-X. Add another "
+                                          "evaluation dataset with other languages, or drop the variant.")
 
 
 def _pretrained(cfg: SweepConfig, file: str) -> dict[str, str]:
@@ -182,25 +191,29 @@ def _pretrained(cfg: SweepConfig, file: str) -> dict[str, str]:
     return out
 
 
-def _corpora(cfg: SweepConfig, src: str, all_targets, pretrained: dict, file: str) -> dict[str, str]:
-    corpora = {}
+def _corpora(cfg: SweepConfig, src: str, all_targets, pretrained: dict, file: str):
+    """(language -> corpus file, problems). A corpus file that does not exist yet is a problem, not an
+    error: `--dry-run` still shows the plan (and the problem), a run refuses to start."""
+    corpora, missing_files = {}, []
     for code, path in cfg.language_adapters.corpora.items():
         key = f"language_adapters.corpora.{code}"
         lang = _language(code, file, key)
         resolved = resolve_path(path)
         if not resolved.is_file():
-            raise ConfigError(file, key, f"{resolved} does not exist; give a text file, one sentence or "
-                              "document per line")
+            missing_files.append(lang)
         corpora[lang] = str(resolved)
     # A pretrained LA needs no text, unless a BA/MA variant trains on that language's text.
-    needs_text = {"BAD-X", "MA"} & set(cfg.variants)
+    needs_text = {"BAD-X", "MA"} & _all_variants(cfg)
     missing = [t for t in (src, *all_targets) if t not in corpora and languages.LANGUAGES[t].wiki is None
                and (t not in pretrained or needs_text)]
     if missing:
         raise ConfigError(file, "language_adapters.corpora", "no Wikipedia exists for "
                           f"{', '.join(missing)}: give a local text file for each under "
                           "language_adapters.corpora (e.g. the AmericasNLP 2021 training data)")
-    return corpora
+    problems = [f"{file}: language_adapters.corpora: no file yet for {', '.join(missing_files)} "
+                f"({', '.join(corpora[x] for x in missing_files)}); give a text file for each, one sentence "
+                "or document per line"] if missing_files else []
+    return corpora, problems
 
 
 def _check_args(args, file: str, key: str) -> None:

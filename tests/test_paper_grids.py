@@ -1,0 +1,68 @@
+"""The paper grids: language sets checked against METHOD.md, each LA once, instant dry runs."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from tlr_ray.config import catalog, load_sweep
+from tlr_ray.languages import canonical
+from tlr_ray.plan import plan_sweep
+
+METHOD = Path(__file__).resolve().parents[2] / "shared" / "METHOD.md"  # ../shared beside the checkout
+# METHOD.md's dataset names -> our catalog names
+NAMES = {"MasakhaNER 1.0": "masakhaner", "UD 2.7": "ud", "AmericasNLI": "americas_nli", "XNLI": "xnli",
+         "XQuAD": "xquad", "TyDiQA-GoldP": "tydiqa"}
+
+
+def method_language_sets() -> dict[str, set[str]]:
+    assert METHOD.is_file(), f"{METHOD} is missing: the tests read the method digest from ../shared"
+    text = METHOD.read_text()
+    table = text[text.index("## Tasks, datasets and languages"):text.index("BAD-X also evaluates")]
+    sets = {}
+    for m in re.finditer(r"(MasakhaNER 1\.0|UD 2\.7|AmericasNLI|XNLI|XQuAD|TyDiQA-GoldP): ([a-z ]+?)(?:;|\s*\|)",
+                         table):
+        sets[NAMES[m[1]]] = set(m[2].split())
+    return sets
+
+
+def test_catalog_language_sets_match_method():
+    expected = method_language_sets()
+    assert set(expected) == set(NAMES.values())
+    for name, langs in expected.items():
+        assert set(catalog()[name].languages) == langs, name
+
+
+def test_full_grid_trains_each_distinct_language_once():
+    plan = plan_sweep(load_sweep("sweeps/full.yaml"))
+    las = Counter(j.languages[0] for j in plan.of_kind("la"))
+    targets = {canonical(c) for langs in method_language_sets().values() for c in langs}
+    assert len(targets) == 34  # swa=sw and wol=wo: the paper's 35 codes are 34 languages
+    assert set(las) == targets | {"en"} and set(las.values()) == {1}
+    # every variant of METHOD.md's grid is there, with 3 seeds for NER and AmericasNLI
+    seeds = {(j.task, j.dataset, j.seed) for j in plan.of_kind("eval")}
+    assert {s for t, d, s in seeds if d == "masakhaner"} == {1, 2, 3}
+    assert {s for t, d, s in seeds if d == "xnli"} == {1}
+    variants = {v for j in plan.of_kind("eval") for v in j.variants}
+    assert variants == {"MAD-X", "BAD-X", "TARGET", "BILINGUAL", "TASK-MULTI", "ALL-MULTI",
+                        "LEAVE-OUT-TASK", "LEAVE-OUT-TARG"}
+    # BAD-X only where the paper ran it
+    assert {j.dataset for j in plan.of_kind("eval") if j.variant == "BAD-X"} == {"ud", "americas_nli"}
+
+
+def test_badx_grid_has_every_ratio_and_ma():
+    plan = plan_sweep(load_sweep("sweeps/badx.yaml"))
+    ratios = {j.ratio for j in plan.of_kind("ba") if len(j.languages) == 2}
+    assert ratios == {"1:1", "2:1", "5:1", "1:2", "1:5"}
+    assert any(len(j.languages) > 2 for j in plan.of_kind("ba"))  # the multilingual adapter
+
+
+def test_full_dry_run_is_instant_and_imports_no_torch():
+    code = ("import sys, time; t = time.perf_counter(); from tlr_ray.sweep import main; "
+            "main(['sweeps/full.yaml', '--dry-run']); print('SECONDS', time.perf_counter() - t); "
+            "assert 'torch' not in sys.modules and 'ray' not in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert float(out.rsplit("SECONDS", 1)[1]) < 2.0
+    assert "Compute estimate on rtx3090" in out and re.search(r"la\s+35", out)
