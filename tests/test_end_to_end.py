@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -62,7 +63,9 @@ def test_first_run_trains_every_job_and_logs_one_run_each(e2e):
         assert name == f"demo_xnli/{r.data.tags['target']}/accuracy" and 0 <= value <= 100
     parent = [r for r in e2e["runs1"] if r.data.tags.get("kind") == "sweep"]
     assert len(parent) == 1 and all(r.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for r in runs)
-    assert (e2e["tmp"] / "runs" / "jobs" / evals[0].data.tags["job_id"] / "predictions.parquet").is_file()
+    for r in evals:  # each eval run says where its per-example predictions are
+        assert (Path(r.data.tags["artifact"]) / "predictions.parquet").is_file()
+        assert Path(r.data.tags["artifact"]).name == r.data.tags["job_id"]
 
 
 def test_second_run_trains_nothing_and_adds_no_job_run(e2e):

@@ -130,7 +130,7 @@ class TrackingCallback(tune.Callback):
             self._failed(job, run_id, "no intact artifact after the trial")
             return
         if run_id:
-            self.tracker.finish_job(job, run_id, manifest)
+            self.tracker.finish_job(job, run_id, manifest, str(artifacts.job_dir(self.storage, job.id)))
         self.summary.ran.append(job.id)
         shown = {k: round(v, 2) for k, v in _numeric(manifest["metrics"]).items()
                  if k not in ("steps", "best_step", "train_seconds", "examples")}
@@ -215,7 +215,7 @@ def execute(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker, verbose: b
         for job in plan.of_kind(kind):
             manifest = artifacts.verify(storage, job.id)
             if manifest is not None:
-                tracker.ensure_logged(job, manifest)
+                tracker.ensure_logged(job, manifest, str(artifacts.job_dir(storage, job.id)))
                 summary.reused.append(job.id)
             elif blocked := [n for n in job.needs if n in summary.failed]:
                 summary.failed[job.id] = f"needs {', '.join(blocked)}, which failed"

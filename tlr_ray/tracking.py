@@ -106,22 +106,23 @@ class Tracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
-    def finish_job(self, job: Job, run_id: str, manifest: dict) -> None:
+    def finish_job(self, job: Job, run_id: str, manifest: dict, location: str) -> None:
+        """`location`: the job's artifact folder (adapter, predictions.parquet, manifest.json)."""
         self.log_live(run_id, final_metrics(job, manifest["metrics"]), step=0)
-        self.client.set_tag(run_id, "artifact", manifest.get("location", ""))
+        self.client.set_tag(run_id, "artifact", location)
         self.client.set_terminated(run_id, "FINISHED")
 
     def fail_job(self, run_id: str, error: str) -> None:
         self.client.set_tag(run_id, "error", error[:5000])
         self.client.set_terminated(run_id, "FAILED")
 
-    def ensure_logged(self, job: Job, manifest: dict) -> bool:
+    def ensure_logged(self, job: Job, manifest: dict, location: str) -> bool:
         """A job finished earlier (its artifact verified): make sure it has one finished run.
         Returns True when a run had to be created or completed (e.g. a new tracking store)."""
         run_id = self.start_job(job)
         if run_id is None:
             return False
-        self.finish_job(job, run_id, manifest)
+        self.finish_job(job, run_id, manifest, location)
         return True
 
 
