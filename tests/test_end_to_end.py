@@ -86,3 +86,17 @@ def test_table_and_export(e2e):
     df = pd.read_parquet(out)
     assert list(df.columns) == ["sweep", "task", "dataset", "variant", "seed", "ratio", "language", "metric", "value"]
     assert len(df) == 4 and set(df.variant) == {"MAD-X", "BILINGUAL"} and set(df.language) == {"sw", "th"}
+
+
+def test_alignment_analysis_on_the_finished_sweep(e2e):
+    out = e2e["tmp"] / "alignment"
+    r = subprocess.run([sys.executable, "-m", "tlr_ray.alignment", str(e2e["tmp"] / "e2e.yaml"), "--dataset",
+                        "demo_xnli", "--target", "sw", "--variants", "MAD-X", "BILINGUAL", "--examples", "40",
+                        "--storage", str(e2e["tmp"] / "runs"), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = pd.read_csv(out / "alignment.csv", index_col="layer")
+    assert list(table.columns) == ["MAD-X", "BILINGUAL"]
+    assert list(table.index) == list(range(len(table))) and len(table) >= 3  # embeddings + every layer
+    assert ((table >= -1) & (table <= 1)).all().all()
+    assert (table["MAD-X"] != table["BILINGUAL"]).any()  # two different TA setups
+    assert (out / "alignment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
