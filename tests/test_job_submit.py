@@ -1,0 +1,74 @@
+"""`ray job submit` exactly as users run it: a local head node with the dashboard on loopback and token
+authentication (Ray 2.60), the demo-world sweep submitted with --working-dir, SUCCEEDED, results checked,
+and the head stopped again."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def head(tmp_path, demo_world):
+    """A fresh head node: its own HOME (token in HOME/.ray/auth_token), ports and temp dir."""
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "RAY_AUTH_MODE": "token",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_ADDRESS": ""}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    (tmp_path / "home").mkdir()
+    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    port, dash = free_port(), free_port()
+    subprocess.run([RAY, "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats",
+                    f"--temp-dir={tmp_path / 'ray'}"], env=env, check=True, capture_output=True, timeout=180)
+    try:
+        yield env, f"http://127.0.0.1:{dash}"
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_ray_job_submit_runs_the_sweep(head, tmp_path):
+    env, address = head
+    sweep = yaml.safe_load(open("sweeps/demo.yaml"))
+    tiny = {"max_steps": 10, "eval_every": 5, "batch_size": 16, "max_seq_length": 48}
+    sweep.update(name="submitted", variants=["MAD-X", "BILINGUAL"])
+    sweep["tasks"]["nli"].update(eval=["demo_xnli"], train_args={**tiny, "max_eval_examples": 40})
+    sweep["language_adapters"].update(train_args=tiny, max_corpus_lines=300)
+    path = tmp_path / "submitted.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    r = subprocess.run([RAY, "job", "submit", "--address", address, "--working-dir", ".", "--",
+                        "python", "-m", "tlr_ray.sweep", str(path), "--storage", str(tmp_path / "runs"),
+                        "--tracking-uri", uri], env=env, capture_output=True, text=True, timeout=900)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "SUCCEEDED" in out, out[-4000:]
+    assert "### nli / demo_xnli (accuracy)" in out and "10 jobs run" in out  # the sweep's own output
+    jobs = subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True, text=True)
+    assert "SUCCEEDED" in jobs.stdout
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("submitted")
+    runs = client.search_runs([exp.experiment_id], "tags.kind = 'eval'")
+    assert len(runs) == 4 and all(run.info.status == "FINISHED" for run in runs)
+
+
+def test_submission_without_the_token_is_refused(head, tmp_path):
+    env, address = head
+    stranger = {**env, "HOME": str(tmp_path / "elsewhere")}  # no token there
+    (tmp_path / "elsewhere").mkdir()
+    r = subprocess.run([RAY, "job", "submit", "--address", address, "--", "true"], env=stranger,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
