@@ -127,7 +127,9 @@ class _Builder:
                 "leave_out_last_layer": s.config.leave_out_last_layer, "cycle": cycle_ids,
                 "cycle_index": ta.cycle_index, "validation_adapter": val, "seed": seed}
         needs = tuple(dict.fromkeys([*cycle_ids, *([val] if val else [])]))
-        return self.add("ta", spec, {**self.model_inputs, "train": asdict(train.source)}, task=task,
+        inputs = {**self.model_inputs, "train": asdict(train.source),
+                  "train_code": train.code_for(s.config.source_language)}  # for multi-language files
+        return self.add("ta", spec, inputs, task=task,
                         dataset=train.name, variant=variant, seed=seed, ratio=ratio,
                         languages=tuple(lang for a in cycle for lang in a.languages), target=None, needs=needs)
 

@@ -39,9 +39,15 @@ XNLI_HEADER = ("language", "gold_label", "sentence1_binary_parse", "sentence2_bi
 ANLI_HEADER = ("id", "language", "premise", "hypothesis", "label")
 
 
+# The cache folder's name. Bump it whenever the world gains or changes content (e.g. a new task's
+# *_data.py), so that an old cached world is not taken for the new one. VERSION (language.py) seeds the
+# generators and stays put, so existing data does not change.
+FOLDER = "demo-v2"
+
+
 def default_root() -> Path:
     cache = os.environ.get("TLR_RAY_CACHE") or "~/.cache/tlr_ray"
-    return Path(cache).expanduser() / VERSION
+    return Path(cache).expanduser() / FOLDER
 
 
 def ensure_demo_world(root: str | Path | None = None) -> Path:

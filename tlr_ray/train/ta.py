@@ -44,8 +44,9 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     model.to(ctx.device)
 
     source = DataSource(**inputs["train"])
-    train = task.tokenize(task.load(source, "train", None), tokenizer, args.max_seq_length)
-    val = task.load(source, "validation", None)
+    code = inputs.get("train_code")  # the source language as the training dataset writes it
+    train = task.tokenize(task.load(source, "train", code), tokenizer, args.max_seq_length)
+    val = task.load(source, "validation", code)
     if args.max_eval_examples and len(val) > args.max_eval_examples:
         val = val.shuffle(seed=0).select(range(args.max_eval_examples))
     val = task.tokenize(val, tokenizer, args.max_seq_length)
