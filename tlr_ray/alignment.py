@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     table = pd.DataFrame(rows).pivot(index="layer", columns="variant", values="cosine")[a.variants]
     table.to_csv(out / "alignment.csv")
     plot(rows, out / "alignment.png", f"{a.dataset}: en vs {a.target}, {a.examples} examples each")
-    print(table.round(4).to_markdown() if hasattr(table, "to_markdown") else table.round(4))
+    print(table.round(4).to_string())
     print(f"wrote {out / 'alignment.csv'} and {out / 'alignment.png'}")
     return 0
 
