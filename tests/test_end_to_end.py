@@ -29,7 +29,7 @@ def e2e(demo_world, tmp_path_factory):
     path.write_text(yaml.safe_dump(sweep))
     uri = f"sqlite:///{tmp}/mlflow.db"
     cmd = [sys.executable, "-m", "tlr_ray.sweep", str(path), "--storage", str(tmp / "runs"), "--tracking-uri", uri]
-    env = {**os.environ, "RAY_ADDRESS": ""}  # always a fresh local cluster of our own
+    env = {**os.environ, "RAY_ADDRESS": "local"}  # always a fresh local cluster of our own
     env.pop("MLFLOW_TRACKING_URI", None)
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

@@ -4,9 +4,11 @@ and the head stopped again."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,13 +34,16 @@ def head(tmp_path, demo_world):
     (tmp_path / "home").mkdir()
     subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
     port, dash = free_port(), free_port()
-    subprocess.run([RAY, "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
-                    f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats",
-                    f"--temp-dir={tmp_path / 'ray'}"], env=env, check=True, capture_output=True, timeout=180)
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    r = subprocess.run([RAY, "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
+                        f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats",
+                        f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     try:
         yield env, f"http://127.0.0.1:{dash}"
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_ray_job_submit_runs_the_sweep(head, tmp_path):

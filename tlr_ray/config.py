@@ -141,6 +141,25 @@ class DatasetEntry:
 
 
 @dataclass(frozen=True)
+class SearchParam:
+    """One hyperparameter's distribution: exactly one of these."""
+    loguniform: tuple[float, float] | None = None
+    uniform: tuple[float, float] | None = None
+    choice: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Search:
+    """Choose TA hyperparameters with Ray Tune + Optuna before the grid's TA stage (tlr_ray/search.py)."""
+    task: str                                  # a `tasks:` entry
+    params: dict[str, SearchParam]             # TrainArgs fields, e.g. {lr: {loguniform: [1e-4, 1e-2]}}
+    variant: str = "MAD-X"                     # whose TA (first target's cycle, first seed) is searched
+    num_samples: int = 4
+    scheduler: Literal["none", "asha"] = "none"  # ASHA stops weak trials at their validation reports
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Execution:
     storage: str = "runs"                          # artifacts root: folder (or s3://, gs:// later)
     tracking_uri: str = "sqlite:///mlflow.db"      # MLFLOW_TRACKING_URI wins when set
@@ -165,6 +184,7 @@ class SweepConfig:
     bilingual_adapters: BilingualAdapters = field(default_factory=BilingualAdapters)
     task_adapters: TaskAdapters = field(default_factory=TaskAdapters)
     execution: Execution = field(default_factory=Execution)
+    search: Search | None = None
 
 
 @dataclass(frozen=True)

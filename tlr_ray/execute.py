@@ -16,7 +16,7 @@ from ray import tune
 
 from tlr_ray import artifacts
 from tlr_ray.config import Resources, Sweep
-from tlr_ray.plan import KINDS, Job, Plan
+from tlr_ray.plan import KINDS, Job, Plan, plan_sweep
 from tlr_ray.tracking import Tracker
 
 log = logging.getLogger("tlr_ray")
@@ -98,19 +98,30 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
     manifest = artifacts.verify(storage, job["id"])
     if manifest is None:
         raise RuntimeError(f"job {job['id']} finished without an intact artifact")
-    tune.report({"done_job": 1, "job_seconds": time.perf_counter() - t0, **_numeric(manifest["metrics"])})
+    final = _numeric(manifest["metrics"])
+    best = [v for k, v in final.items() if k.startswith("validation_")]  # a TA's selection score
+    tune.report({"done_job": 1, "job_seconds": time.perf_counter() - t0, **final,
+                 **({LIVE + "best_score": best[0]} if best else {})})
 
 
 class TrackingCallback(tune.Callback):
     """Driver side: MLflow runs follow the trials, and one progress line per finished job."""
 
-    def __init__(self, tracker: Tracker, jobs: dict[str, Job], storage: str, summary: Summary, total: int):
+    def __init__(self, tracker: Tracker, jobs: dict[str, Job], storage: str, summary: Summary, total: int,
+                 tags: dict | None = None):
         self.tracker, self.jobs, self.storage, self.summary, self.total = tracker, jobs, storage, summary, total
+        self.tags = tags or {}
         self.runs: dict[str, str | None] = {}
         self.done = 0
 
+    def job_for(self, trial) -> Job:
+        return self.jobs[trial.config["job_id"]]
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.runs[trial.trial_id] = self.tracker.start_job(self.jobs[trial.config["job_id"]])
+        run_id = self.runs[trial.trial_id] = self.tracker.start_job(self.job_for(trial))
+        for k, v in self.tags.items():
+            if run_id:
+                self.tracker.client.set_tag(run_id, k, v)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id = self.runs.get(trial.trial_id)
@@ -119,10 +130,10 @@ class TrackingCallback(tune.Callback):
             step = int(live.pop("step", 0))
             self.tracker.log_live(run_id, live, step)
         if "job_seconds" in result:
-            self.summary.trial_seconds[trial.config["job_id"]] = result["job_seconds"]
+            self.summary.trial_seconds[self.job_for(trial).id] = result["job_seconds"]
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        job = self.jobs[trial.config["job_id"]]
+        job = self.job_for(trial)
         manifest = artifacts.verify(self.storage, job.id)
         run_id = self.runs.get(trial.trial_id)
         self.done += 1
@@ -138,7 +149,7 @@ class TrackingCallback(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
-        self._failed(self.jobs[trial.config["job_id"]], self.runs.get(trial.trial_id), _error_text(trial))
+        self._failed(self.job_for(trial), self.runs.get(trial.trial_id), _error_text(trial))
 
     def _failed(self, job: Job, run_id: str | None, why: str) -> None:
         self.summary.failed[job.id] = why
@@ -211,6 +222,10 @@ def execute(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker, verbose: b
     summary, t0 = Summary(), time.perf_counter()
     connect(verbose)
     for kind in KINDS:
+        if kind == "ta" and sweep.config.search and not summary.failed:
+            from tlr_ray.search import run_search
+            sweep = run_search(sweep, storage, tracker, summary)
+            plan = plan_sweep(sweep)  # TA and eval jobs change with the chosen arguments
         todo = []
         for job in plan.of_kind(kind):
             manifest = artifacts.verify(storage, job.id)

@@ -186,6 +186,15 @@ def describe(plan: Plan, file: str = "") -> str:
         if kind == "ba":
             extra = f"  ({', '.join('+'.join(j.languages) + f' {j.ratio}' for j in plan.of_kind('ba'))})"
         lines.append(f"  {kind:<5}{counts.get(kind, 0):>5}{extra}")
+    users = Counter(n for j in plan.jobs if j.kind == "ta" for n in j.needs)
+    adapters = plan.of_kind("la") + plan.of_kind("ba")
+    shared = sum(1 for j in adapters if users[j.id] > 1)
+    lines.append(f"Adapters (LA/BA) shared by several TAs: {shared} of {len(adapters)}; "
+                 f"{len(plan.of_kind('ta'))} TAs stack on them {sum(users[j.id] for j in adapters)} times")
+    per_task = Counter((j.task, j.kind) for j in plan.jobs if j.task)
+    if per_task:
+        lines.append("By task: " + "; ".join(f"{t} ta {per_task[(t, 'ta')]}, eval {per_task[(t, 'eval')]}"
+                                              for t in dict.fromkeys(t for t, _ in per_task)))
     per_variant = Counter((v, j.kind) for j in plan.jobs for v in j.variants)
     if per_variant:
         lines.append("By variant (a shared job counts for each variant using it):")

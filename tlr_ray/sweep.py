@@ -42,6 +42,11 @@ def main(argv=None) -> int:
         return 2
     if args.dry_run:
         print(plan.to_json() if args.json else f"{describe(plan, args.sweep)}\n{estimate_for(sweep, plan)}")
+        if sweep.config.search and not args.json:
+            s = sweep.config.search
+            print(f"Search: {s.num_samples} Optuna trials of {s.variant} on {s.task} over "
+                  f"{', '.join(s.params)} run before the ta stage; the ta and eval ids above use the sweep's "
+                  "train_args and change to the best arguments found")
         for problem in sweep.problems:
             print(f"before running, fix: {problem}", file=sys.stderr)
         return 0

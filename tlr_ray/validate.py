@@ -85,6 +85,8 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
     if "BAD-X" in _all_variants(cfg) and not ba.ratios:
         raise ConfigError(file, "bilingual_adapters.ratios", "BAD-X needs at least one ratio, e.g. ['1:1']")
 
+    if cfg.search:
+        _check_search(cfg, file)
     all_targets = _all_targets(datasets)
     _check_cycles(cfg, datasets, src, all_targets, file)
     pretrained = _pretrained(cfg, file)
@@ -154,6 +156,39 @@ def _all_targets(datasets: dict[str, Dataset]) -> tuple[str, ...]:
         if d.role == "eval":
             seen.update(dict.fromkeys(d.targets))
     return tuple(seen)
+
+
+def _check_search(cfg: SweepConfig, file: str) -> None:
+    from dataclasses import fields as dc_fields
+
+    from tlr_ray.config import TrainArgs
+    search = cfg.search
+    if search.task not in cfg.tasks:
+        raise ConfigError(file, "search.task", f"{search.task!r} is not an entry of `tasks:`."
+                          f"{suggest(search.task, cfg.tasks)}")
+    variants = cfg.tasks[search.task].variants or cfg.variants
+    if search.variant not in variants:
+        raise ConfigError(file, "search.variant", f"{search.variant!r} is not run for {search.task!r} "
+                          f"(its variants: {', '.join(variants)})")
+    names = [f.name for f in dc_fields(TrainArgs)]
+    for name, dist in search.params.items():
+        key = f"search.params.{name}"
+        if name not in names:
+            raise ConfigError(file, key, f"not a training argument.{suggest(name, names)} Searchable: "
+                              f"{', '.join(names)}")
+        given = [k for k in ("loguniform", "uniform", "choice") if getattr(dist, k) is not None]
+        if len(given) != 1:
+            raise ConfigError(file, key, "give exactly one of loguniform: [low, high], uniform: [low, high], "
+                              "choice: [a, b, ...]")
+        bounds = dist.loguniform or dist.uniform
+        if bounds and (len(bounds) != 2 or not 0 < bounds[0] < bounds[1] if dist.loguniform
+                       else len(bounds) != 2 or not bounds[0] < bounds[1]):
+            raise ConfigError(file, key, f"{list(bounds)} is not a range [low, high] with low < high"
+                              + (" and low > 0" if dist.loguniform else ""))
+    if not search.params:
+        raise ConfigError(file, "search.params", "nothing to search; e.g. {lr: {loguniform: [1e-4, 1e-2]}}")
+    if search.num_samples < 1:
+        raise ConfigError(file, "search.num_samples", "must be at least 1")
 
 
 def _all_variants(cfg: SweepConfig) -> set[str]:
