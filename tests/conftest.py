@@ -54,3 +54,29 @@ def write_sweep(tmp_path):
         return path
 
     return write
+
+
+TINY_ARGS = {"max_steps": 2, "eval_every": 2, "batch_size": 8, "max_seq_length": 32}
+
+
+def run_tiny_sweep(storage, tasks: dict, languages, variants=("MAD-X",), overrides: dict | None = None):
+    """The demo sweep shrunk to a few steps for `tasks` (entries as in a sweep file; TINY_ARGS filled in),
+    planned and run job by job without Ray. Returns (plan, {eval job id: its metrics})."""
+    from dataclasses import asdict
+
+    from tlr_ray.artifacts import verify
+    from tlr_ray.config import load_sweep
+    from tlr_ray.plan import plan_sweep
+    from tlr_ray.runner import run_job
+    from tlr_ray.train.context import JobContext
+    tasks = {k: {**v, "train_args": {**TINY_ARGS, "max_eval_examples": 20, **v.get("train_args", {})}}
+             for k, v in tasks.items()}
+    sweep = load_sweep("sweeps/demo.yaml", {
+        "variants": list(variants), "tasks": tasks,
+        "language_adapters": {"corpora": {l: f"demo://text/{l}.txt" for l in languages},
+                              "train_args": TINY_ARGS, "max_corpus_lines": 100},
+        **(overrides or {})})
+    plan = plan_sweep(sweep)
+    for job in plan.jobs:
+        run_job(asdict(job), str(storage), JobContext())
+    return plan, {j.id: verify(str(storage), j.id)["metrics"] for j in plan.of_kind("eval")}

@@ -54,6 +54,9 @@ class QaTask:
         return _checked(ds, where)
 
     def tokenize(self, examples: datasets.Dataset, tokenizer: Any, max_length: int) -> datasets.Dataset:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError("the qa task needs a fast tokenizer: windows are mapped back to text through "
+                             "its offset mappings")
         # Questions longer than half the window are cut, so every window keeps room for context.
         max_question = max_length // 2
         full = [len(ids) for ids in
