@@ -65,13 +65,13 @@ def test_default_root_follows_env(monkeypatch, tmp_path):
     from tlr_ray.demo import default_root
 
     monkeypatch.setenv("TLR_RAY_CACHE", str(tmp_path))
-    assert default_root() == tmp_path / "demo-v2"
+    assert default_root() == tmp_path / "demo-v3"
 
 
 def test_incomplete_folder_is_refused(tmp_path):
-    (tmp_path / "demo-v2").mkdir()
+    (tmp_path / "demo-v3").mkdir()
     with pytest.raises(RuntimeError, match="READY"):
-        ensure_demo_world(tmp_path / "demo-v2")
+        ensure_demo_world(tmp_path / "demo-v3")
 
 
 def read_tsv(path: Path) -> list[dict]:

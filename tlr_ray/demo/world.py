@@ -42,7 +42,7 @@ ANLI_HEADER = ("id", "language", "premise", "hypothesis", "label")
 # The cache folder's name. Bump it whenever the world gains or changes content (e.g. a new task's
 # *_data.py), so that an old cached world is not taken for the new one. VERSION (language.py) seeds the
 # generators and stays put, so existing data does not change.
-FOLDER = "demo-v2"
+FOLDER = "demo-v3"
 
 
 def default_root() -> Path:

@@ -30,7 +30,7 @@ from tlr_ray.tasks.ud_sources import (RELATIONS, SUBTYPES, align_words, describe
 log = logging.getLogger(__name__)
 
 COLUMNS = ("tokens", "head", "deprel")
-MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")   # `collate` adds word_starts, labels_*
 # The biaffine head ignores word_starts / labels equal to model.config.pad_token_id. BERT's is 0, which is
 # also the root's head index (and XLM-R's 1 is the first word's start), so the adapters example sets it
 # to -1; we pad with -1 and set the model's to -1 while the head is used (add_head, evaluate).
@@ -99,19 +99,23 @@ class DpTask:
         return base
 
     def tokenize(self, examples: datasets.Dataset, tokenizer: Any, max_length: int) -> datasets.Dataset:
-        """Model inputs per sentence: sub-token ids, word_starts (n + 1), labels_arcs / labels_rels (n),
-        and `index`, the sentence's row in `examples`. Sentences longer than `max_length` are dropped."""
+        """Per sentence: sub-token ids, `word_starts` (k + 1) and `labels_arcs` / `labels_rels` (k) for the
+        k words that fit in `max_length` (a word whose head was cut off gets PAD: not trained on), the
+        whole gold tree (`heads`, `rels`) for scoring, and `index`, the sentence's row in `examples`."""
         rows = align_words(tokenizer, list(examples["tokens"]), max_length)
         out: dict[str, list] = {}
-        for i, (row, heads, rels) in enumerate(zip(rows, examples["head"], examples["deprel"])):
-            if row is None:
-                continue
-            feature = {k: row[k] for k in MODEL_INPUTS if k in row}
-            feature.update(word_starts=row["starts"] + [row["end"]], labels_arcs=list(heads),
-                           labels_rels=[self.label_ids[r] for r in rels], index=i)
-            for k, v in feature.items():
-                out.setdefault(k, []).append(v)
-        return tokenized_dataset(out, len(examples), max_length)
+        truncated = 0
+        for i, (row, heads, deprels) in enumerate(zip(rows, examples["head"], examples["deprel"])):
+            k, rels = len(row["starts"]), [self.label_ids[r] for r in deprels]
+            truncated += k < len(heads)
+            feature = {key: row[key] for key in MODEL_INPUTS if key in row}
+            feature.update(word_starts=row["starts"] + [row["end"]],
+                           labels_arcs=[h if h <= k else PAD for h in heads[:k]],
+                           labels_rels=[r if h <= k else PAD for h, r in zip(heads[:k], rels)],
+                           heads=list(heads), rels=rels, index=i)
+            for key, value in feature.items():
+                out.setdefault(key, []).append(value)
+        return tokenized_dataset(out, truncated, max_length)
 
     def collate(self, features: list[dict], tokenizer: Any) -> dict:
         batch = DataCollatorWithPadding(tokenizer, return_tensors="pt")(
@@ -142,9 +146,9 @@ class DpTask:
                 arc_scores = out.arc_preds.float().cpu()   # [batch, words, 1 + words]: 0 is the root
                 rel_scores = out.rel_preds.float().cpu()   # [batch, words, 1 + words, labels]
                 for b, f in enumerate(features):
-                    n = len(f["labels_arcs"])
-                    heads = arc_scores[b, :n, :n + 1].argmax(-1)
-                    rels = rel_scores[b, torch.arange(n), heads].argmax(-1)
+                    k = len(f["labels_arcs"])   # words that fit; the rest of the sentence counts as wrong
+                    heads = arc_scores[b, :k, :k + 1].argmax(-1)
+                    rels = rel_scores[b, torch.arange(k), heads].argmax(-1)
                     records.append(self._record(f, heads.tolist(), rels.tolist()))
         if not records:
             raise DataError("nothing to evaluate: the tokenized split is empty")
@@ -153,10 +157,11 @@ class DpTask:
         return attachment_scores(gold, pred), records
 
     def _record(self, f: dict, heads: list[int], rels: list[int]) -> dict:
-        gold_rels = [self.labels[r] for r in f["labels_rels"]]
-        pred_rels = [self.labels[r] for r in rels]
-        return {"index": f["index"], "words": len(heads), "heads": list(f["labels_arcs"]),
-                "predicted_heads": heads, "deprels": gold_rels, "predicted_deprels": pred_rels}
+        """Gold and predicted tree of one sentence; words cut off by truncation are predicted None."""
+        missing = [None] * (len(f["heads"]) - len(heads))
+        return {"index": f["index"], "words": len(f["heads"]), "heads": list(f["heads"]),
+                "predicted_heads": heads + missing, "deprels": [self.labels[r] for r in f["rels"]],
+                "predicted_deprels": [self.labels[r] for r in rels] + missing}
 
 
 def attachment_scores(gold: list[tuple[list[int], list[str]]],

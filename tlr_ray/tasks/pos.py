@@ -3,7 +3,8 @@
 Same UD data and readers as `dp` (`ud_sources`); `load` returns a `datasets.Dataset` with exactly `tokens`
 and `upos` (ids into `ud_sources.UPOS`, 17 tags). Words, not sub-tokens: multiword-token and empty-node
 lines are dropped; each word is labelled (and predicted) at its first sub-token, the other sub-tokens and
-the special tokens are ignored (-100). Accuracy counts every word, punctuation included.
+the special tokens are ignored (-100). Accuracy counts every word, punctuation included; words cut off by
+truncation to max_seq_length count as wrong.
 """
 from __future__ import annotations
 
@@ -38,21 +39,22 @@ class PosTask:
         return datasets.Dataset.from_dict(_checked(columns, where), features=_FEATURES)
 
     def tokenize(self, examples: datasets.Dataset, tokenizer: Any, max_length: int) -> datasets.Dataset:
-        """Sub-token ids, `labels` (the tag at each word's first sub-token, -100 elsewhere) and `index`,
-        the sentence's row in `examples`. Sentences longer than `max_length` are dropped."""
+        """Sub-token ids, `labels` (the tag at each fitting word's first sub-token, -100 elsewhere), the
+        gold tags of the whole sentence (`upos`, for scoring) and `index`, the sentence's row in
+        `examples`. Words cut off by truncation are not trained on and count as wrong."""
         rows = align_words(tokenizer, list(examples["tokens"]), max_length)
         out: dict[str, list] = {}
+        truncated = 0
         for i, (row, tags) in enumerate(zip(rows, examples["upos"])):
-            if row is None:
-                continue
+            truncated += len(row["starts"]) < len(tags)
             labels = [IGNORE] * len(row["input_ids"])
             for position, tag in zip(row["starts"], tags):
                 labels[position] = tag
             feature = {k: row[k] for k in MODEL_INPUTS if k in row}
-            feature.update(labels=labels, index=i)
+            feature.update(labels=labels, upos=list(tags), index=i)
             for k, v in feature.items():
                 out.setdefault(k, []).append(v)
-        return tokenized_dataset(out, len(examples), max_length)
+        return tokenized_dataset(out, truncated, max_length)
 
     def collate(self, features: list[dict], tokenizer: Any) -> dict:
         batch = DataCollatorWithPadding(tokenizer, return_tensors="pt")(
@@ -77,15 +79,15 @@ class PosTask:
                 labels = batch.pop("labels")
                 predicted = model(**{k: v.to(device) for k, v in batch.items()}).logits.argmax(-1).cpu()
                 for b, f in enumerate(features):
-                    words = labels[b] != IGNORE   # first sub-tokens, in word order
-                    gold, pred = labels[b][words].tolist(), predicted[b][words].tolist()
-                    records.append({"index": f["index"], "words": len(gold),
-                                    "upos": [UPOS[t] for t in gold], "predicted_upos": [UPOS[t] for t in pred],
+                    pred = predicted[b][labels[b] != IGNORE].tolist()   # first sub-tokens, in word order
+                    pred = [UPOS[t] for t in pred] + [None] * (len(f["upos"]) - len(pred))  # None: cut off
+                    gold = [UPOS[t] for t in f["upos"]]
+                    records.append({"index": f["index"], "words": len(gold), "upos": gold, "predicted_upos": pred,
                                     "correct": sum(g == p for g, p in zip(gold, pred))})
         if not records:
             raise DataError("nothing to evaluate: the tokenized split is empty")
-        return {"accuracy": accuracy([r["upos"] for r in records], [r["predicted_upos"] for r in records])}, \
-            records
+        score = accuracy([r["upos"] for r in records], [r["predicted_upos"] for r in records])
+        return {"accuracy": score}, records
 
 
 def accuracy(gold: list[list], predicted: list[list]) -> float:

@@ -208,14 +208,16 @@ def describe(source: DataSource, split: str, language: str | None) -> str:
 
 
 # ---- tokenization shared by both tasks ----
-def align_words(tokenizer, sentences: list[list[str]], max_length: int) -> list[dict | None]:
-    """Tokenize word lists (`is_split_into_words`) and find each word's first sub-token.
+def align_words(tokenizer, sentences: list[list[str]], max_length: int) -> list[dict]:
+    """Tokenize word lists (`is_split_into_words`, truncated to `max_length`) and find each word's first
+    sub-token.
 
-    Per sentence: {"input_ids", "attention_mask", ["token_type_ids"], "starts": first sub-token position of
-    each word, "end": the position after the last word's last sub-token}, or None when the sentence does not
-    fit in `max_length` (the caller drops it, as the adapters reference does: a parse of half a sentence
-    has heads pointing outside it). A word the tokenizer turns into nothing (e.g. a zero-width space) is
-    replaced by the unknown token, so every word keeps a position."""
+    Per sentence: {"input_ids", "attention_mask", ["token_type_ids"], "starts": the first sub-token
+    position of each word that fits, "end": the position after the last fitting sub-token}. `starts` is
+    shorter than the sentence when truncation cut its last words: the tasks then leave those words out of
+    training and score them as wrong (never silently drop a sentence from an evaluation). A word the
+    tokenizer turns into nothing (e.g. a zero-width space) is replaced by the unknown token, so every word
+    keeps a position."""
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError("UD tasks need a fast tokenizer (word_ids() maps sub-tokens to words)")
     flat = [w for s in sentences for w in s]
@@ -225,19 +227,16 @@ def align_words(tokenizer, sentences: list[list[str]], max_length: int) -> list[
         cleaned.append([w if pieces[k + j] else tokenizer.unk_token for j, w in enumerate(s)])
         k += len(s)
     enc = tokenizer(cleaned, is_split_into_words=True, truncation=True, max_length=max_length)
-    out: list[dict | None] = []
-    for i, words in enumerate(cleaned):
+    out = []
+    for i in range(len(cleaned)):
         starts: dict[int, int] = {}
-        end = 0
-        for pos, w in enumerate(enc.word_ids(i)):
+        end = 1   # no word fits: right after [CLS]
+        for position, w in enumerate(enc.word_ids(i)):
             if w is not None:
-                starts.setdefault(w, pos)
-                end = pos + 1
-        if len(starts) != len(words) or not words:
-            out.append(None)   # truncated: the last words lost their sub-tokens
-            continue
+                starts.setdefault(w, position)
+                end = position + 1
         row = {k: enc[k][i] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-        out.append({**row, "starts": [starts[j] for j in range(len(words))], "end": end})
+        out.append({**row, "starts": [starts[j] for j in range(len(starts))], "end": end})
     return out
 
 
@@ -245,12 +244,10 @@ def pad(values: list, length: int, value: int) -> list:
     return list(values) + [value] * (length - len(values))
 
 
-def tokenized_dataset(columns: dict[str, list], total: int, max_length: int) -> datasets.Dataset:
-    """The tokenized sentences as a Dataset, after saying how many did not fit in `max_length`."""
-    kept = len(columns.get("index", []))
-    if not kept:
-        raise DataError(f"none of the {total} sentences fits in max_seq_length {max_length} sub-tokens")
-    if kept < total:
-        log.warning("%d of %d sentences are longer than max_seq_length %d sub-tokens and are left out",
-                    total - kept, total, max_length)
+def tokenized_dataset(columns: dict[str, list], truncated: int, max_length: int) -> datasets.Dataset:
+    """The tokenized sentences as a Dataset, after saying how many lost words to truncation."""
+    if truncated:
+        log.warning("%d of %d sentences are longer than max_seq_length %d sub-tokens: their last words are "
+                    "not trained on and count as wrong in evaluation", truncated, len(columns["index"]),
+                    max_length)
     return datasets.Dataset.from_dict(columns)
