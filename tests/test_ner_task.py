@@ -2,7 +2,6 @@
 seqeval scoring, and a tiny LA -> TA -> eval run on the demo world (all offline)."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import datasets
@@ -11,6 +10,7 @@ import pytest
 from tlr_ray.tasks import DataError, DataSource, get_task
 from tlr_ray.tasks.ner import NerTask, make_task, scores
 from tlr_ray.tasks.ner_sources import FULL, REDUCED, TAG_SETS, to_iob2
+from conftest import run_tiny_sweep
 
 TASK = make_task()
 FULL_TASK = make_task(labels="full")
@@ -241,24 +241,9 @@ def test_demo_world_files(demo_world):
 
 
 def test_tiny_end_to_end(demo_world, tmp_path):
-    from tlr_ray.artifacts import verify
-    from tlr_ray.config import load_sweep
-    from tlr_ray.plan import plan_sweep
-    from tlr_ray.runner import run_job
-    from tlr_ray.train.context import JobContext
-
-    tiny = {"max_steps": 2, "eval_every": 2, "batch_size": 8, "max_seq_length": 32}
-    sweep = load_sweep("sweeps/demo.yaml", {
-        "variants": ["MAD-X"],
-        "tasks": {"ner": {"train": "demo_conll", "eval": ["demo_masakhaner"],
-                          "train_args": {**tiny, "max_eval_examples": 20}}},
-        "language_adapters": {"corpora": {l: f"demo://text/{l}.txt" for l in ("en", "sw", "yo")},
-                              "train_args": tiny, "max_corpus_lines": 100}})
-    plan = plan_sweep(sweep)
+    plan, metrics = run_tiny_sweep(tmp_path, {"ner": {"train": "demo_conll", "eval": ["demo_masakhaner"]}},
+                                   ("en", "sw", "yo"))
     assert [j.kind for j in plan.jobs].count("eval") == 2                 # swa and yor
-    storage = str(tmp_path / "storage")
-    for job in plan.jobs:
-        run_job(asdict(job), storage, JobContext())
-    for job in plan.of_kind("eval"):
-        metrics = verify(storage, job.id)["metrics"]
-        assert 0 <= metrics["f1"] <= 100 and {"precision", "recall"} <= set(metrics)
+    for m in metrics.values():
+        assert 0 <= m["f1"] <= 100 and {"precision", "recall"} <= set(m)
+

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import jsonschema
-import pytest
 
 from tlr_ray.config import load_sweep
 from tlr_ray.plan import plan_sweep

@@ -2,7 +2,6 @@
 tokenizer, the tagging head, accuracy, and a tiny end-to-end MAD-X run (all offline)."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import datasets
@@ -12,6 +11,7 @@ import torch
 from tlr_ray.tasks import DataError, DataSource, get_task
 from tlr_ray.tasks.pos import IGNORE, TASK, accuracy, make_task
 from tlr_ray.tasks.ud_sources import UPOS
+from conftest import run_tiny_sweep
 
 # A multiword token (2-3) and an empty node (4.1) that the reader must drop.
 CONLLU = """# sent_id = 1
@@ -137,25 +137,9 @@ def test_head_and_evaluate(ud, demo_world, tokenizer):
 
 def test_end_to_end_mad_x(demo_world, tmp_path):
     """LA (en, sw, yo) -> TA on demo_ud_pos_en -> eval on demo_ud_pos sw and yo, without Ray."""
-    from tlr_ray import artifacts
-    from tlr_ray.config import load_sweep
-    from tlr_ray.plan import plan_sweep
-    from tlr_ray.runner import run_job
-    from tlr_ray.train.context import JobContext
+    plan, metrics = run_tiny_sweep(tmp_path, {"pos": {"train": "demo_ud_pos_en", "eval": ["demo_ud_pos"]}},
+                                   ("en", "sw", "yo"))
+    assert sorted(j.target for j in plan.of_kind("eval")) == ["sw", "yo"]
+    for m in metrics.values():
+        assert 0 <= m["accuracy"] <= 100 and m["examples"] == 150
 
-    tiny = {"max_steps": 2, "eval_every": 2, "batch_size": 8, "max_seq_length": 32}
-    sweep = load_sweep("sweeps/demo.yaml", {
-        "variants": ["MAD-X"],
-        "tasks": {"pos": {"train": "demo_ud_pos_en", "eval": ["demo_ud_pos"],
-                          "train_args": {**tiny, "max_eval_examples": 20}}},
-        "language_adapters": {"corpora": {l: f"demo://text/{l}.txt" for l in ("en", "sw", "yo")},
-                              "train_args": tiny, "max_corpus_lines": 200}})
-    plan = plan_sweep(sweep)
-    storage = str(tmp_path / "storage")
-    for job in plan.jobs:
-        run_job(asdict(job), storage, JobContext(progress=False))
-    evals = plan.of_kind("eval")
-    assert sorted(j.target for j in evals) == ["sw", "yo"]
-    for job in evals:
-        metrics = artifacts.verify(storage, job.id)["metrics"]
-        assert 0 <= metrics["accuracy"] <= 100 and metrics["examples"] == 150

@@ -3,7 +3,6 @@ tokenize/collate/evaluate on a tiny model, the demo data, and a tiny end-to-end 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 from tlr_ray.tasks import DataError, DataSource, get_task
+from conftest import run_tiny_sweep
 from tlr_ray.tasks.squad_metric import (Window, best_over_gold, best_span, exact_match, f1_score,
                                         normalize_answer, squad_scores)
 
@@ -320,27 +320,9 @@ def test_demo_files_load_and_need_windows(task, demo_world):
 
 
 def test_tiny_end_to_end_mad_x(demo_world, tmp_path):
-    from tlr_ray import artifacts
-    from tlr_ray.config import load_sweep
-    from tlr_ray.plan import plan_sweep
-    from tlr_ray.runner import run_job
-    from tlr_ray.train.context import JobContext
+    tasks = {"qa": {"train": "demo_squad", "eval": ["demo_xquad"], "train_args": {"max_seq_length": 64}}}
+    plan, metrics = run_tiny_sweep(tmp_path, tasks, ("en", "sw", "th"))
+    assert len(plan.of_kind("eval")) == 2
+    for m in metrics.values():
+        assert 0 <= m["f1"] <= 100 and 0 <= m["exact_match"] <= 100 and m["examples"] == 150
 
-    sweep = load_sweep("sweeps/demo.yaml", {
-        "variants": ["MAD-X"],
-        "tasks": {"qa": {"train": "demo_squad", "eval": ["demo_xquad"],
-                         "train_args": {"max_steps": 2, "eval_every": 2, "batch_size": 8, "max_seq_length": 64,
-                                        "max_eval_examples": 20}}},
-        "language_adapters": {"corpora": {l: f"demo://text/{l}.txt" for l in ("en", "sw", "th")},
-                              "train_args": {"max_steps": 2, "eval_every": 2, "batch_size": 8,
-                                             "max_seq_length": 32},
-                              "max_corpus_lines": 200}})
-    plan = plan_sweep(sweep)
-    storage = str(tmp_path / "storage")
-    for job in plan.jobs:                      # in dependency order: LAs, the TA, the eval jobs
-        run_job(asdict(job), storage, JobContext())
-    evals = plan.of_kind("eval")
-    assert len(evals) == 2
-    for job in evals:
-        metrics = artifacts.verify(storage, job.id)["metrics"]
-        assert 0 <= metrics["f1"] <= 100 and 0 <= metrics["exact_match"] <= 100 and metrics["examples"] == 150

@@ -18,7 +18,6 @@ import yaml
 from tlr_ray import languages
 from tlr_ray.tasks import DataSource
 from tlr_ray.typed_yaml import ConfigError, build, nearest
-from tlr_ray.variants import VARIANTS
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import json
 import os
 import time
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from tlr_ray.plan import Job

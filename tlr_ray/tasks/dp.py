@@ -23,6 +23,7 @@ import datasets
 import torch
 from transformers import DataCollatorWithPadding
 
+from tlr_ray.tasks.common import feature_batches
 from tlr_ray.tasks import DataError, DataSource
 from tlr_ray.tasks.ud_sources import (RELATIONS, SUBTYPES, align_words, describe, pad, read,
                                       tokenized_dataset)
@@ -137,8 +138,7 @@ class DpTask:
         model.eval()
         records: list[dict] = []
         with torch.no_grad(), _head_padding(model):
-            for start in range(0, len(tokenized), batch_size):
-                features = [tokenized[i] for i in range(start, min(start + batch_size, len(tokenized)))]
+            for _, features in feature_batches(tokenized, batch_size):
                 batch = self.collate(features, tokenizer)
                 for key in ("labels_arcs", "labels_rels"):
                     batch.pop(key)

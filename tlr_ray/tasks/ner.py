@@ -17,6 +17,7 @@ from seqeval.metrics import f1_score, precision_score, recall_score
 from transformers import DataCollatorForTokenClassification
 
 from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.common import dispatch, feature_batches, where
 from tlr_ray.tasks.ner_sources import TAG_SETS, TagSet, load_hub, read_local
 
 COLUMNS = ("tokens", "ner_tags")
@@ -36,20 +37,9 @@ class NerTask:
                                             "ner_tags": datasets.List(datasets.Value("int64"))})
 
     def load(self, source: DataSource, split: str, language: str | None) -> datasets.Dataset:
-        source_split = source.splits.get(split, split)
-        where = (f"{source.dataset} ({source.describe()}), split {split!r}"
-                 + (f" (source split {source_split!r})" if source_split != split else "")
-                 + (f", language {language!r}" if language else ""))
-        try:
-            if source.local_path:
-                columns = read_local(source, source_split, language, self.tagset)
-            elif source.hub_id:
-                columns = load_hub(source, source_split, language, self.tagset)
-            else:
-                raise DataError("the source has neither hub_id nor local_path")
-        except DataError as e:
-            raise DataError(f"{where}: {e}") from None
-        return self._checked(datasets.Dataset.from_dict(columns, features=self._features), where)
+        columns = dispatch(source, split, language, read_local, load_hub, self.tagset)
+        return self._checked(datasets.Dataset.from_dict(columns, features=self._features),
+                             where(source, split, language))
 
     def tokenize(self, examples: datasets.Dataset, tokenizer: Any, max_length: int) -> datasets.Dataset:
         """Model inputs and `labels` (first sub-token of each word), plus what `evaluate` needs to score
@@ -98,9 +88,7 @@ class NerTask:
         model.eval()
         records: list[dict] = []
         with torch.no_grad():
-            for start in range(0, len(tokenized), batch_size):
-                chunk = tokenized[start:start + batch_size]        # dict of columns -> list of features
-                features = [dict(zip(chunk, values)) for values in zip(*chunk.values())]
+            for start, features in feature_batches(tokenized, batch_size):
                 batch = self.collate(features, tokenizer)
                 labels = batch.pop("labels")
                 logits = model(**{k: v.to(device) for k, v in batch.items()}).logits

@@ -20,6 +20,7 @@ from typing import Iterable
 import datasets
 
 from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.common import hub_dataset
 
 # The reference's 7 labels; ids 0-6 coincide with CoNLL-2003's and MasakhaNER's own ids.
 REDUCED = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -143,15 +144,7 @@ def _read_columns(path: Path, n_columns: int, tagset: TagSet) -> dict[str, list]
 
 def load_hub(source: DataSource, split: str, language: str | None, tagset: TagSet) -> dict[str, list]:
     """One split from the Hub as columns, the source's integer ids mapped to ours through tag names."""
-    fill = (lambda s: s.replace("{lang}", language or "") if s else s)
-    kwargs = {"name": fill(source.config), "data_dir": fill(source.data_dir), "revision": source.revision}
-    kwargs = {k: v for k, v in kwargs.items() if v}
-    try:
-        ds = datasets.load_dataset(source.hub_id, split=split, **kwargs)
-    except Exception as e:  # noqa: BLE001  (network, auth, missing config/split: all one message)
-        raise DataError(f"could not load Hub dataset {source.hub_id} at revision "
-                        f"{source.revision or 'main (unpinned)'}, config {kwargs.get('name')}, data_dir "
-                        f"{kwargs.get('data_dir')}, split {split!r}: {type(e).__name__}: {e}") from e
+    ds = hub_dataset(source, split, language)
     missing = [c for c in ("tokens", "ner_tags") if c not in ds.column_names]
     if missing:
         raise DataError(f"missing column(s) {', '.join(missing)} (found: {', '.join(ds.column_names)}); "

@@ -13,6 +13,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.common import dispatch, feature_batches, where
 from tlr_ray.tasks.nli_sources import LABELS, load_hub, read_local
 
 COLUMNS = ("premise", "hypothesis", "label")
@@ -25,21 +26,8 @@ class NliTask:
     labels = LABELS
 
     def load(self, source: DataSource, split: str, language: str | None) -> datasets.Dataset:
-        source_split = source.splits.get(split, split)
-        where = (f"{source.dataset} ({source.describe()}), split {split!r}"
-                 + (f" (source split {source_split!r})" if source_split != split else "")
-                 + (f", language {language!r}" if language else ""))
-        try:
-            if source.local_path:
-                ds = datasets.Dataset.from_dict(read_local(source, source_split, language),
-                                                features=_FEATURES)
-            elif source.hub_id:
-                ds = load_hub(source, source_split, language)
-            else:
-                raise DataError("the source has neither hub_id nor local_path")
-        except DataError as e:
-            raise DataError(f"{where}: {e}") from None
-        return _checked(ds, where)
+        return _checked(dispatch(source, split, language, _read_local_dataset, load_hub),
+                        where(source, split, language))
 
     def tokenize(self, examples: datasets.Dataset, tokenizer: Any, max_length: int) -> datasets.Dataset:
         def encode(batch: dict) -> dict:
@@ -66,9 +54,7 @@ class NliTask:
         model.eval()
         records: list[dict] = []
         with torch.no_grad():
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start:start + batch_size]          # dict of columns -> list of features
-                features = [dict(zip(chunk, values)) for values in zip(*chunk.values())]
+            for start, features in feature_batches(rows, batch_size):
                 batch = self.collate(features, tokenizer)
                 labels = batch.pop("labels")
                 logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
@@ -80,6 +66,12 @@ class NliTask:
             raise DataError("nothing to evaluate: the tokenized split is empty")
         accuracy = 100.0 * sum(r["correct"] for r in records) / len(records)
         return {"accuracy": accuracy}, records
+
+
+
+
+def _read_local_dataset(source: DataSource, split: str, language: str | None) -> datasets.Dataset:
+    return datasets.Dataset.from_dict(read_local(source, split, language), features=_FEATURES)
 
 
 _FEATURES = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),

@@ -21,6 +21,7 @@ from pathlib import Path
 import datasets
 
 from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.common import hub_dataset
 
 log = logging.getLogger(__name__)
 
@@ -146,15 +147,7 @@ def _read_tsv(path: Path, premise: str, hypothesis: str, label: str, language_co
 
 def load_hub(source: DataSource, split: str, language: str | None) -> datasets.Dataset:
     """One split from the Hub as a `datasets.Dataset` with premise / hypothesis / label (ints)."""
-    fill = (lambda s: s.replace("{lang}", language or "") if s else s)
-    kwargs = {"name": fill(source.config), "data_dir": fill(source.data_dir), "revision": source.revision}
-    kwargs = {k: v for k, v in kwargs.items() if v}
-    try:
-        ds = datasets.load_dataset(source.hub_id, split=split, **kwargs)
-    except Exception as e:  # noqa: BLE001  (network, auth, missing config/split: all one message)
-        raise DataError(f"could not load Hub dataset {source.hub_id} at revision "
-                        f"{source.revision or 'main (unpinned)'}, config {kwargs.get('name')}, data_dir "
-                        f"{kwargs.get('data_dir')}, split {split!r}: {type(e).__name__}: {e}") from e
+    ds = hub_dataset(source, split, language)
     renames = {"sentence1": "premise", "sentence2": "hypothesis", "gold_label": "label"}
     cols = ds.column_names
     ds = ds.rename_columns({a: b for a, b in renames.items() if a in cols and b not in cols})

@@ -14,6 +14,7 @@ import datasets
 import torch
 from transformers import DataCollatorWithPadding
 
+from tlr_ray.tasks.common import feature_batches
 from tlr_ray.tasks import DataError, DataSource
 from tlr_ray.tasks.ud_sources import UPOS, align_words, describe, pad, read, tokenized_dataset
 
@@ -73,8 +74,7 @@ class PosTask:
         model.eval()
         records: list[dict] = []
         with torch.no_grad():
-            for start in range(0, len(tokenized), batch_size):
-                features = [tokenized[i] for i in range(start, min(start + batch_size, len(tokenized)))]
+            for _, features in feature_batches(tokenized, batch_size):
                 batch = self.collate(features, tokenizer)
                 labels = batch.pop("labels")
                 predicted = model(**{k: v.to(device) for k, v in batch.items()}).logits.argmax(-1).cpu()

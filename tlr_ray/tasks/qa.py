@@ -19,6 +19,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.common import dispatch, feature_batches, where
 from tlr_ray.tasks.qa_sources import load_hub, read_local
 from tlr_ray.tasks.squad_metric import Window, best_over_gold, best_span, exact_match, f1_score
 
@@ -38,20 +39,8 @@ class QaTask:
         self.doc_stride, self.max_answer_length, self.n_best = doc_stride, max_answer_length, n_best
 
     def load(self, source: DataSource, split: str, language: str | None) -> datasets.Dataset:
-        source_split = source.splits.get(split, split)
-        where = (f"{source.dataset} ({source.describe()}), split {split!r}"
-                 + (f" (source split {source_split!r})" if source_split != split else "")
-                 + (f", language {language!r}" if language else ""))
-        try:
-            if source.local_path:
-                ds = datasets.Dataset.from_dict(read_local(source, source_split, language), features=_FEATURES)
-            elif source.hub_id:
-                ds = load_hub(source, source_split, language)
-            else:
-                raise DataError("the source has neither hub_id nor local_path")
-        except DataError as e:
-            raise DataError(f"{where}: {e}") from None
-        return _checked(ds, where)
+        return _checked(dispatch(source, split, language, _read_local_dataset, load_hub),
+                        where(source, split, language))
 
     def tokenize(self, examples: datasets.Dataset, tokenizer: Any, max_length: int) -> datasets.Dataset:
         if not getattr(tokenizer, "is_fast", False):
@@ -109,9 +98,7 @@ class QaTask:
         raw: dict[int, tuple[str, str, list[str]]] = {}
         model.eval()
         with torch.no_grad():
-            for start in range(0, len(tokenized), batch_size):
-                chunk = tokenized[start:start + batch_size]
-                features = [dict(zip(chunk, values)) for values in zip(*chunk.values())]
+            for start, features in feature_batches(tokenized, batch_size):
                 batch = {k: v for k, v in self.collate(features, tokenizer).items() if k not in LABELS}
                 out = model(**{k: v.to(device) for k, v in batch.items()})
                 starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
@@ -152,6 +139,12 @@ def _positions(offsets: list, answers: dict, cls: int) -> tuple[int, int]:
     start = next(k for k in context if offsets[k][1] > first_char)
     end = next(k for k in reversed(context) if offsets[k][0] < end_char)
     return start, end
+
+
+
+
+def _read_local_dataset(source: DataSource, split: str, language: str | None) -> datasets.Dataset:
+    return datasets.Dataset.from_dict(read_local(source, split, language), features=_FEATURES)
 
 
 _FEATURES = datasets.Features({

@@ -23,6 +23,7 @@ import datasets
 
 from tlr_ray import languages
 from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.common import hub_dataset
 
 # TyDiQA ids start with the language's English name; "yoruba" exists only in the demo world's file.
 TYDIQA_NAMES = {"ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish", "id": "indonesian",
@@ -171,15 +172,7 @@ def read_tydiqa_jsonl(path: Path) -> dict[str, list]:
 def load_hub(source: DataSource, split: str, language: str | None) -> datasets.Dataset:
     """One split from the Hub. A mixed-language set (TyDiQA: ids "<language name>-...") is filtered to the
     language when its config is not per-language."""
-    fill = (lambda s: s.replace("{lang}", language or "") if s else s)
-    kwargs = {"name": fill(source.config), "data_dir": fill(source.data_dir), "revision": source.revision}
-    kwargs = {k: v for k, v in kwargs.items() if v}
-    try:
-        ds = datasets.load_dataset(source.hub_id, split=split, **kwargs)
-    except Exception as e:  # noqa: BLE001  (network, auth, missing config/split: all one message)
-        raise DataError(f"could not load Hub dataset {source.hub_id} at revision "
-                        f"{source.revision or 'main (unpinned)'}, config {kwargs.get('name')}, data_dir "
-                        f"{kwargs.get('data_dir')}, split {split!r}: {type(e).__name__}: {e}") from e
+    ds = hub_dataset(source, split, language)
     per_language = "{lang}" in (source.config or "") + (source.data_dir or "")
     if language and not per_language and "id" in ds.column_names and len(ds):
         prefixes = {str(i).split("-", 1)[0] for i in ds[:100]["id"]}

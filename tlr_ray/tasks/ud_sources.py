@@ -24,6 +24,7 @@ import datasets
 
 from tlr_ray import languages
 from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.common import hub_dataset, where
 
 log = logging.getLogger(__name__)
 
@@ -156,15 +157,7 @@ def load_hub(source: DataSource, split: str, language: str | None, columns: tupl
                             + ", ".join(f"{k}={v}" for k, v in TREEBANKS.items()) + ")")
     else:
         tb = ""
-    kwargs = {"name": (source.config or "").replace("{lang}", tb), "data_dir": fill.replace("{lang}", tb),
-              "revision": source.revision}
-    kwargs = {k: v for k, v in kwargs.items() if v}
-    try:
-        ds = datasets.load_dataset(source.hub_id, split=split, **kwargs)
-    except Exception as e:  # noqa: BLE001  (network, auth, missing data_dir/split: all one message)
-        raise DataError(f"could not load Hub dataset {source.hub_id} at revision "
-                        f"{source.revision or 'main (unpinned)'}, data_dir {kwargs.get('data_dir')}, split "
-                        f"{split!r}: {type(e).__name__}: {e}") from e
+    ds = hub_dataset(source, split, tb)
     wanted = ("tokens", "head", *columns)
     missing = [c for c in dict.fromkeys(wanted) if c not in ds.column_names]
     if missing:
@@ -199,12 +192,7 @@ def _int_head(value, where: str) -> int:
                         "number") from None
 
 
-def describe(source: DataSource, split: str, language: str | None) -> str:
-    """The start of every error message: dataset, source, split and language."""
-    source_split = source.splits.get(split, split)
-    return (f"{source.dataset} ({source.describe()}), split {split!r}"
-            + (f" (source split {source_split!r})" if source_split != split else "")
-            + (f", language {language!r}" if language else ""))
+describe = where  # the start of every error message: dataset, source, split and language
 
 
 # ---- tokenization shared by both tasks ----

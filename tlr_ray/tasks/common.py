@@ -1,0 +1,51 @@
+"""What every task's loading shares: naming where data came from, the local-or-Hub dispatch, and the
+Hub call with one clear error. Task modules keep only what is their own (formats, columns, checks)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import datasets
+
+from tlr_ray.tasks import DataError, DataSource
+
+
+def where(source: DataSource, split: str, language: str | None) -> str:
+    """'demo_xnli (local xnli-tsv files at ...), split 'test', language 'sw'' for error messages."""
+    source_split = source.splits.get(split, split)
+    return (f"{source.dataset} ({source.describe()}), split {split!r}"
+            + (f" (source split {source_split!r})" if source_split != split else "")
+            + (f", language {language!r}" if language else ""))
+
+
+def dispatch(source: DataSource, split: str, language: str | None,
+             read_local: Callable[..., Any], load_hub: Callable[..., Any], *extra) -> Any:
+    """`read_local` or `load_hub` (source, source split, language, *extra), errors prefixed with `where`."""
+    source_split = source.splits.get(split, split)
+    try:
+        if source.local_path:
+            return read_local(source, source_split, language, *extra)
+        if source.hub_id:
+            return load_hub(source, source_split, language, *extra)
+        raise DataError("the source has neither hub_id nor local_path")
+    except DataError as e:
+        raise DataError(f"{where(source, split, language)}: {e}") from None
+
+
+def hub_dataset(source: DataSource, split: str, lang_value: str | None) -> datasets.Dataset:
+    """`datasets.load_dataset` with "{lang}" in config/data_dir replaced by `lang_value`."""
+    fill = (lambda s: s.replace("{lang}", lang_value or "") if s else s)
+    kwargs = {"name": fill(source.config), "data_dir": fill(source.data_dir), "revision": source.revision}
+    kwargs = {k: v for k, v in kwargs.items() if v}
+    try:
+        return datasets.load_dataset(source.hub_id, split=split, **kwargs)
+    except Exception as e:  # noqa: BLE001  (network, auth, missing config/split: all one message)
+        raise DataError(f"could not load Hub dataset {source.hub_id} at revision "
+                        f"{source.revision or 'main (unpinned)'}, config {kwargs.get('name')}, data_dir "
+                        f"{kwargs.get('data_dir')}, split {split!r}: {type(e).__name__}: {e}") from e
+
+
+def feature_batches(tokenized: datasets.Dataset, batch_size: int):
+    """(start index, list of feature dicts) per batch, for evaluation loops."""
+    for start in range(0, len(tokenized), batch_size):
+        chunk = tokenized[start:start + batch_size]   # dict of columns -> list of values
+        yield start, [dict(zip(chunk, values)) for values in zip(*chunk.values())]
