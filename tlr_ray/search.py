@@ -71,9 +71,18 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
     print(f"[search] {search.num_samples} Optuna trials of {search.variant} on {search.task} over "
           f"{', '.join(search.params)}", flush=True)
 
+    failed_trials: list[str] = []
+
     class SearchTracking(TrackingCallback):
         def job_for(self, trial) -> Job:  # trials carry sampled arguments, not job ids
             return searched_ta(with_args(sweep, search.task, trial.config))
+
+        def _failed(self, job: Job, run_id: str | None, why: str) -> None:
+            # A failed trial is one sample fewer, not a failed sweep; its MLflow run says why.
+            failed_trials.append(why)
+            if run_id:
+                self.tracker.fail_job(run_id, why)
+            print(f"  [{self.done}/{self.total}] search trial failed (ignored): {why}", flush=True)
 
     scheduler = ASHAScheduler(grace_period=1) if search.scheduler == "asha" else None
     tuner = tune.Tuner(
@@ -90,6 +99,8 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
                                   callbacks=[SearchTracking(tracker, {}, storage, summary, search.num_samples,
                                                             tags={"search": search.task})]))
     results = tuner.fit()
+    if not [r for r in results if r.metrics and OBJECTIVE in r.metrics]:
+        raise RuntimeError(f"every search trial failed ({'; '.join(failed_trials)})")
     best = results.get_best_result(metric=OBJECTIVE, mode="max")
     params = {k: best.config[k] for k in search.params}
     trials = [{"params": {k: r.config[k] for k in search.params}, "score": r.metrics.get(OBJECTIVE)}
