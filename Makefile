@@ -13,7 +13,9 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean-demo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install browser demo test test-fast bench clean-demo
 
 install: $(STAMP)
 
@@ -26,7 +28,11 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/python -m tlr_ray.sweep sweeps/demo.yaml
 
-test: install
+browser:            # Debian's Chromium + ChromeDriver, for the MLflow UI browser test
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver)
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 test-fast: install   # skip the end-to-end Ray runs

@@ -100,3 +100,62 @@ def test_alignment_analysis_on_the_finished_sweep(e2e):
     assert ((table >= -1) & (table <= 1)).all().all()
     assert (table["MAD-X"] != table["BILINGUAL"]).any()  # two different TA setups
     assert (out / "alignment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mlflow_ui_shows_the_sweep_runs(e2e):
+    """The MLflow UI on loopback against the finished store, read by headless Chromium (Debian's
+    chromium + chromium-driver, installed by `make test`); the screenshot is kept in test-artifacts/."""
+    import time
+    import urllib.request
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from test_job_submit import free_port
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", e2e["uri"],
+                               "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = None
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline, "the MLflow UI did not start"
+                time.sleep(1)
+        options = webdriver.ChromeOptions()
+        options.binary_location = "/usr/bin/chromium"
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--window-size=1600,1000"):
+            options.add_argument(arg)
+        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        exp = MlflowClient(e2e["uri"]).get_experiment_by_name("e2e")
+        driver.get(f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs"
+                   "?searchFilter=tags.kind%20%3D%20%27eval%27")
+        expected = [r.data.tags["mlflow.runName"] for r in job_runs(e2e["runs1"]) if r.data.tags["kind"] == "eval"]
+        deadline = time.time() + 90
+        while True:
+            # job runs are nested under the sweep's parent run: expand it
+            for button in driver.find_elements("css selector", "button[data-component-id*='runnamecellrenderer']"):
+                try:
+                    button.click()
+                except Exception:  # noqa: BLE001  (re-rendered while we clicked: try again next round)
+                    pass
+            time.sleep(2)
+            body = driver.find_element("tag name", "body").text
+            if all(name in body for name in expected) or time.time() > deadline:
+                break
+        out = Path("test-artifacts")
+        out.mkdir(exist_ok=True)
+        driver.save_screenshot(str(out / "mlflow_ui.png"))
+        assert len(expected) == 4 and all(name in body for name in expected), body[:2000]
+        assert "e2e" in body and "Training runs" in body
+    finally:
+        if driver:
+            driver.quit()
+        server.terminate()
+        server.wait(timeout=30)

@@ -41,11 +41,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def publish(storage: str | os.PathLike, staging: Path, job: dict, metrics: dict) -> Path:
+def publish(storage: str | os.PathLike, staging: Path, job: dict, metrics: dict, ran_on: dict | None = None) -> Path:
     """Checksum everything in `staging`, write the manifest last, then rename into place atomically."""
     files = {str(p.relative_to(staging)): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
     manifest = {"job_id": job["id"], "kind": job["kind"], "spec": job["spec"], "inputs": job["inputs"],
-                "metrics": metrics, "files": files, "created": time.time()}
+                "metrics": metrics, "files": files, "created": time.time(), "ran_on": ran_on or {}}
     tmp = staging / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, default=str))
     os.replace(tmp, staging / MANIFEST)

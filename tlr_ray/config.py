@@ -58,6 +58,7 @@ class Resources:
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0    # 0 with use_gpu means 1
+    custom: dict[str, float] = field(default_factory=dict)  # custom Ray resources per worker, e.g. {a100: 1}
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
         from ray.train.torch import TorchTrainer
         from ray.tune.integration.ray_train import TuneReportCallback
         res = Resources(**resources)
-        per_worker = {"CPU": res.cpus_per_worker}
+        per_worker = {"CPU": res.cpus_per_worker, **res.custom}
         if res.use_gpu:
             per_worker["GPU"] = res.gpus_per_worker or 1
         trainer = TorchTrainer(
@@ -204,8 +204,8 @@ def run_stage(sweep: Sweep, kind: str, todo: list[Job], storage: str, tracker: T
                                      resources=asdict(res))
     # A training trial only waits for its TorchTrainer, whose workers hold the CPUs/GPUs; an eval
     # trial does its work itself.
-    trial_res = DRIVER_RESOURCES if kind != "eval" else {"CPU": res.cpus_per_worker,
-                                                   "GPU": (res.gpus_per_worker or 1) if res.use_gpu else 0}
+    trial_res = DRIVER_RESOURCES if kind != "eval" else {"CPU": res.cpus_per_worker, **res.custom,
+                                                         "GPU": (res.gpus_per_worker or 1) if res.use_gpu else 0}
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_res),
         param_space={"job_id": tune.grid_search([j.id for j in todo])},

@@ -24,6 +24,19 @@ def recipe(kind: str):
     raise ValueError(f"unknown job kind {kind!r}")
 
 
+def where_running() -> dict:
+    """The host, and the Ray node when inside Ray: recorded in the manifest (which node did the work)."""
+    import socket
+    out = {"host": socket.gethostname()}
+    try:
+        import ray
+        if ray.is_initialized():
+            out["ray_node"] = ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001  (outside Ray this is only informative)
+        pass
+    return out
+
+
 def dependencies(job: dict, storage: str) -> dict:
     """Published folders of the jobs this one needs; a missing or damaged one is an error."""
     deps = {}
@@ -41,7 +54,8 @@ def run_job(job: dict, storage: str, ctx: JobContext) -> dict:
     try:
         metrics = recipe(job["kind"])(job, staging, ctx)
         if ctx.rank == 0:
-            artifacts.publish(storage, staging, job, {k: v for k, v in metrics.items() if k != "history"})
+            artifacts.publish(storage, staging, job, {k: v for k, v in metrics.items() if k != "history"},
+                              ran_on=where_running())
         return metrics
     finally:
         if staging is not None and staging.exists():

@@ -59,6 +59,8 @@ class Tracker:
         self.uri, self.sweep = uri, sweep
         exp = self.client.get_experiment_by_name(sweep)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(sweep)
+        # MLflow 3's UI opens GenAI experiments on a traces page; ours are training runs: show the runs table.
+        self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
         self.parent_id: str | None = None
 
     def start_execution(self, config: dict, plan_json: str, sweep_yaml: str) -> str:
