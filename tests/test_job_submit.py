@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,17 @@ from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).parent / "ray")
+
+
+def stop_cluster(ray_tmp: str) -> None:
+    """Stop only the cluster whose processes run under `ray_tmp` (`ray stop` would stop every Ray
+    process on the machine, a user's own sweeps included)."""
+    for signal in ("-TERM", "-KILL"):
+        subprocess.run(["pkill", signal, "-f", ray_tmp], capture_output=True)
+        for _ in range(30):
+            if subprocess.run(["pgrep", "-f", ray_tmp], capture_output=True).returncode != 0:
+                return
+            time.sleep(1)
 
 
 def free_port() -> int:
@@ -42,7 +54,7 @@ def head(tmp_path, demo_world):
     try:
         yield env, f"http://127.0.0.1:{dash}"
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_cluster(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_job_submit import RAY, free_port
+from test_job_submit import RAY, free_port, stop_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -57,5 +57,5 @@ def test_sweep_runs_on_two_nodes(tmp_path, demo_world):
         all_nodes = set().union(*nodes.values())
         assert len(all_nodes) == 2, nodes  # trials ran on both nodes
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_cluster(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
