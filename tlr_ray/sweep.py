@@ -75,7 +75,7 @@ def run(sweep, plan, args) -> int:
     os.environ["MLFLOW_TRACKING_URI"] = uri  # one store for this process and what it starts
     print(describe(plan, args.sweep).split("\nJobs:")[0])
     print(f"artifacts: {storage}\nMLflow:    {uri} (experiment {sweep.name!r})", flush=True)
-    tracker = Tracker(uri, sweep.name)
+    tracker = Tracker(uri, sweep.name, artifact_root=str(Path(storage) / "mlflow-artifacts"))
     tracker.start_execution(dataclasses.asdict(sweep.config), plan.to_json(), Path(args.sweep).read_text())
     status = "FAILED"
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -54,11 +55,14 @@ def _flatten(prefix: str, obj) -> dict[str, str]:
 
 
 class Tracker:
-    def __init__(self, uri: str, sweep: str):
+    def __init__(self, uri: str, sweep: str, artifact_root: str | None = None):
+        """`artifact_root`: where a new experiment keeps MLflow's own artifacts (the plan, the sweep file);
+        by default MLflow's, a `mlruns/` folder in the current directory."""
         self.client = MlflowClient(tracking_uri=uri)
         self.uri, self.sweep = uri, sweep
         exp = self.client.get_experiment_by_name(sweep)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(sweep)
+        location = Path(artifact_root, sweep).resolve().as_uri() if artifact_root else None
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(sweep, location)
         # MLflow 3's UI opens GenAI experiments on a traces page; ours are training runs: show the runs table.
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
         self.parent_id: str | None = None
