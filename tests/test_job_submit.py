@@ -37,14 +37,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def head(tmp_path, demo_world):
-    """A fresh head node: its own HOME (token in HOME/.ray/auth_token), ports and temp dir."""
+def token_env(tmp_path) -> dict:
+    """An environment with token authentication and its own HOME (the token goes to HOME/.ray)."""
     env = {**os.environ, "HOME": str(tmp_path / "home"), "RAY_AUTH_MODE": "token",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_ADDRESS": ""}
     env.pop("MLFLOW_TRACKING_URI", None)
     (tmp_path / "home").mkdir()
     subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    return env
+
+
+@pytest.fixture
+def head(tmp_path, demo_world):
+    """A fresh head node: its own HOME, token, ports and temp dir."""
+    env = token_env(tmp_path)
     port, dash = free_port(), free_port()
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     r = subprocess.run([RAY, "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",

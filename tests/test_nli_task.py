@@ -113,7 +113,7 @@ def test_missing_key_in_jsonl(tmp_path):
     line = json.dumps({"gold_label": "neutral", "sentence1": "A man."})
     write(tmp_path / "multinli_1.0_train.jsonl", line + "\n")
     source = DataSource("multi_nli", local_path=str(tmp_path), local_format="multinli-jsonl")
-    with pytest.raises(DataError, match=r"multi_nli.*line 1: missing column\(s\) sentence2"):
+    with pytest.raises(DataError, match=r"multi_nli.*line 1: missing key\(s\) sentence2"):
         TASK.load(source, "train", None)
 
 

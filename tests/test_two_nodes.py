@@ -4,27 +4,21 @@ completes with trials on both nodes."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
 
-from test_job_submit import RAY, free_port, stop_cluster
+from test_job_submit import RAY, free_port, stop_cluster, token_env
 
 pytestmark = pytest.mark.slow
 
 
 def test_sweep_runs_on_two_nodes(tmp_path, demo_world):
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "RAY_AUTH_MODE": "token",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_ADDRESS": ""}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    (tmp_path / "home").mkdir()
-    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    env = token_env(tmp_path)
     port = free_port()
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     head = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",

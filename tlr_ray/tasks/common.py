@@ -44,6 +44,26 @@ def hub_dataset(source: DataSource, split: str, lang_value: str | None) -> datas
                         f"{kwargs.get('data_dir')}, split {split!r}: {type(e).__name__}: {e}") from e
 
 
+def jsonl_records(path, required: tuple[str, ...], what: str):
+    """(line number, where, object) per non-empty line of a JSON-lines file, each checked to have
+    `required` keys; `where` ("<file>, line N") starts any error message about that line."""
+    import json
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {n}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: not JSON ({e}); expected one {what} object per line") from None
+            missing = [k for k in required if k not in obj]
+            if missing:
+                raise DataError(f"{where}: missing key(s) {', '.join(missing)}; expected {what} keys "
+                                f"{', '.join(required)}")
+            yield n, where, obj
+
+
 def feature_batches(tokenized: datasets.Dataset, batch_size: int):
     """(start index, list of feature dicts) per batch, for evaluation loops."""
     for start in range(0, len(tokenized), batch_size):

@@ -13,7 +13,6 @@ Every reader returns plain columns {"premise": [...], "hypothesis": [...], "labe
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import datasets
 
 from tlr_ray.tasks import DataError, DataSource
-from tlr_ray.tasks.common import hub_dataset
+from tlr_ray.tasks.common import hub_dataset, jsonl_records
 
 log = logging.getLogger(__name__)
 
@@ -85,23 +84,11 @@ def _columns(rows: list[tuple[str, str, int]]) -> dict[str, list]:
 
 def _read_multinli(path: Path) -> dict[str, list]:
     rows, dropped = [], 0
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: not JSON ({e}); expected one MultiNLI object per line") from None
-            missing = [k for k in ("gold_label", "sentence1", "sentence2") if k not in obj]
-            if missing:
-                raise DataError(f"{where}: missing column(s) {', '.join(missing)}; expected MultiNLI keys "
-                                "gold_label, sentence1, sentence2")
-            if obj["gold_label"] == NO_CONSENSUS:
-                dropped += 1
-                continue
-            rows.append((obj["sentence1"], obj["sentence2"], label_id(obj["gold_label"], where)))
+    for _, where, obj in jsonl_records(path, ("gold_label", "sentence1", "sentence2"), "MultiNLI"):
+        if obj["gold_label"] == NO_CONSENSUS:
+            dropped += 1
+            continue
+        rows.append((obj["sentence1"], obj["sentence2"], label_id(obj["gold_label"], where)))
     if dropped:
         log.info("%s: dropped %d rows without annotator consensus (gold_label '-')", path, dropped)
     return _columns(rows)

@@ -23,7 +23,7 @@ import datasets
 
 from tlr_ray import languages
 from tlr_ray.tasks import DataError, DataSource
-from tlr_ray.tasks.common import hub_dataset
+from tlr_ray.tasks.common import hub_dataset, jsonl_records
 
 # TyDiQA ids start with the language's English name; "yoruba" exists only in the demo world's file.
 TYDIQA_NAMES = {"ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish", "id": "indonesian",
@@ -136,36 +136,24 @@ def read_squad_json(path: Path) -> dict[str, list]:
 def read_tydiqa_jsonl(path: Path) -> dict[str, list]:
     """khalidalt/tydiqa-goldp JSONL: byte offsets into passage_text become character offsets."""
     rows: dict[str, list] = {"id": [], "context": [], "question": [], "answers": []}
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: not JSON ({e}); expected one TyDiQA-GoldP object per line") from None
-            missing = [k for k in ("passage_text", "question_text", "answers") if k not in obj]
-            if missing:
-                raise DataError(f"{where}: missing key(s) {', '.join(missing)}; expected passage_text, "
-                                "question_text, answers {text, start_byte}")
-            passage = obj["passage_text"]
-            raw = passage.encode("utf-8")
-            answers = obj["answers"]
-            if not isinstance(answers, dict) or not {"text", "start_byte"} <= answers.keys():
-                raise DataError(f"{where}: answers must be {{text: [...], start_byte: [...]}}")
-            texts, starts = (x if isinstance(x, list) else [x] for x in (answers["text"], answers["start_byte"]))
-            chars = []
-            for start in starts:
-                try:   # decoding the bytes before the answer tells how many characters precede it
-                    chars.append(len(raw[:int(start)].decode("utf-8")))
-                except UnicodeDecodeError:
-                    raise DataError(f"{where}: start_byte {start} falls inside a multi-byte character; "
-                                    "expected UTF-8 byte offsets into passage_text") from None
-            rows["id"].append(str(obj.get("id", f"{path.stem}-{n}")))
-            rows["context"].append(passage)
-            rows["question"].append(obj["question_text"])
-            rows["answers"].append({"text": list(texts), "answer_start": chars})
+    for n, where, obj in jsonl_records(path, ("passage_text", "question_text", "answers"), "TyDiQA-GoldP"):
+        passage = obj["passage_text"]
+        raw = passage.encode("utf-8")
+        answers = obj["answers"]
+        if not isinstance(answers, dict) or not {"text", "start_byte"} <= answers.keys():
+            raise DataError(f"{where}: answers must be {{text: [...], start_byte: [...]}}")
+        texts, starts = (x if isinstance(x, list) else [x] for x in (answers["text"], answers["start_byte"]))
+        chars = []
+        for start in starts:
+            try:   # decoding the bytes before the answer tells how many characters precede it
+                chars.append(len(raw[:int(start)].decode("utf-8")))
+            except UnicodeDecodeError:
+                raise DataError(f"{where}: start_byte {start} falls inside a multi-byte character; "
+                                "expected UTF-8 byte offsets into passage_text") from None
+        rows["id"].append(str(obj.get("id", f"{path.stem}-{n}")))
+        rows["context"].append(passage)
+        rows["question"].append(obj["question_text"])
+        rows["answers"].append({"text": list(texts), "answer_start": chars})
     return rows
 
 
