@@ -10,6 +10,7 @@ from adapters.composition import Stack
 from tlr_ray.tasks import DataSource, get_task
 from tlr_ray.train.context import JobContext
 from tlr_ray.train.models import load_la, load_tokenizer, task_model
+from tlr_ray.train.token_cache import tokenized
 
 
 def run_eval(job: dict, out_dir: Path, ctx: JobContext) -> dict:
@@ -24,9 +25,9 @@ def run_eval(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     else:
         model.active_adapters = Stack("ta")
     model.to(ctx.device)
-    examples = task.load(DataSource(**inputs["data"]), spec["split"], spec["code"])
-    tokenized = task.tokenize(examples, tokenizer, spec["max_seq_length"])
-    metrics, predictions = task.evaluate(model, tokenized, tokenizer, spec["batch_size"], ctx.device)
+    data = tokenized(task, spec.get("task_options") or {}, DataSource(**inputs["data"]), spec["split"],
+                     spec["code"], tokenizer, spec["max_seq_length"])
+    metrics, predictions = task.evaluate(model, data, tokenizer, spec["batch_size"], ctx.device)
     # Per-example predictions let reports recompute any metric and run significance tests later.
     pd.DataFrame(predictions).to_parquet(out_dir / "predictions.parquet", index=False)
-    return {**metrics, "examples": len(examples)}
+    return {**metrics, "examples": len(predictions)}

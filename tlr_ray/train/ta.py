@@ -15,6 +15,7 @@ from tlr_ray.tasks import DataSource, get_task
 from tlr_ray.train.context import JobContext, adapter_name
 from tlr_ray.train.loop import endless, run_loop, total_steps
 from tlr_ray.train.models import bottleneck_config, freeze_all_but, load_la, load_tokenizer, task_model
+from tlr_ray.train.token_cache import subset, tokenized
 
 NAME = "ta"
 
@@ -45,11 +46,10 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
 
     source = DataSource(**inputs["train"])
     code = inputs.get("train_code")  # the source language as the training dataset writes it
-    train = task.tokenize(task.load(source, "train", code), tokenizer, args.max_seq_length)
-    val = task.load(source, "validation", code)
-    if args.max_eval_examples and len(val) > args.max_eval_examples:
-        val = val.shuffle(seed=0).select(range(args.max_eval_examples))
-    val = task.tokenize(val, tokenizer, args.max_seq_length)
+    options = spec.get("task_options") or {}
+    train = tokenized(task, options, source, "train", code, tokenizer, args.max_seq_length)
+    val = tokenized(task, options, source, "validation", code, tokenizer, args.max_seq_length,
+                    prepare=subset(args.max_eval_examples))
     train = train.shard(ctx.world_size, ctx.rank) if ctx.world_size > 1 else train
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(spec["seed"]),
