@@ -6,11 +6,14 @@ need a decision (documented in docs/results.md):
 - a missing cell makes the row's avg missing: averaging over fewer languages would flatter a row;
 - bold and Better compare the values *as displayed* (two decimals), so a reader can check them
   and float noise from seed means never decides a tie;
-- a variant with a ratio (BAD-X) is one row per ratio, labelled "BAD-X (2:1)".
+- a variant with a ratio (BAD-X) is one row per ratio, labelled "BAD-X (2:1)";
+- QA tables also carry EM (`attrs["secondary"]`) so cells read "F1/EM"; bold, Better and
+  significance are decided on F1 alone, as in the papers.
+Spread over seeds (`attrs["std"]`) and the secondary metric are plain dicts {row: {column: value}}
+so that pandas can copy and compare `attrs` without tripping over nested DataFrames.
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import pandas as pd
@@ -19,6 +22,9 @@ from analysis.tidy import validate
 
 # The task's headline metric, as in the papers' tables.
 PRIMARY_METRIC = {"nli": "accuracy", "ner": "f1", "dp": "las", "pos": "accuracy", "qa": "f1"}
+# Shown after the primary metric in each cell ("F1/EM"); the QA task logs `exact_match`, older
+# runs or hand-made tables may say `em`: the first present is used.
+SECONDARY_METRIC = {"qa": ("exact_match", "em")}
 DEFAULT_VARIANT_ORDER = ("MAD-X", "BAD-X", "TARGET", "BILINGUAL", "TASK-MULTI", "ALL-MULTI",
                          "LEAVE-OUT-TASK", "LEAVE-OUT-TARG")
 MISSING = "–"
@@ -34,6 +40,33 @@ def _label(variant: str, ratio: str | None) -> str:
     return variant if ratio is None else f"{variant} ({ratio})"
 
 
+def row_labels(df: pd.DataFrame) -> list[str]:
+    """The table row label of every tidy row ("BAD-X (2:1)" for a variant with a ratio)."""
+    return [_label(v, r) for v, r in zip(df["variant"], df["ratio"])]
+
+
+def ordered_rows(df: pd.DataFrame, variant_order=None) -> list[str]:
+    """All row labels of `df`, in table order (see `_row_order`)."""
+    return [_label(v, r) for v, r in _row_order(set(zip(df["variant"], df["ratio"])),
+                                                 variant_order)]
+
+
+def value_columns(table: pd.DataFrame) -> list[str]:
+    """The columns holding scores that compete for bold (languages, or datasets in a summary)."""
+    return [c for c in table.columns if c not in _EXTRA]
+
+
+def best_shown(table: pd.DataFrame) -> dict[str, float | None]:
+    """Per value column, the best score as displayed (None if the column is empty)."""
+    return {c: max((_shown(v) for v in table[c] if pd.notna(v)), default=None)
+            for c in value_columns(table)}
+
+
+def _nested(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    return {str(row): {str(c): float(v) for c, v in values.items()}
+            for row, values in frame.iterrows()}
+
+
 def _row_order(pairs, variant_order) -> list[tuple[str, str | None]]:
     """Listed variants first, in the given order; the rest alphabetically (never dropped)."""
     order = list(variant_order) if variant_order is not None else list(DEFAULT_VARIANT_ORDER)
@@ -45,13 +78,31 @@ def _row_order(pairs, variant_order) -> list[tuple[str, str | None]]:
     return sorted(pairs, key=key)
 
 
-def _one_table(sel: pd.DataFrame, baseline: str, variant_order, metric: str) -> pd.DataFrame:
-    sel = sel.assign(row=[_label(v, r) for v, r in zip(sel["variant"], sel["ratio"])])
-    pairs = set(zip(sel["variant"], sel["ratio"]))
-    rows = [_label(v, r) for v, r in _row_order(pairs, variant_order)]
+def _means(sel: pd.DataFrame, rows, langs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean and standard deviation (ddof=1; NaN for one seed) over seeds, rows x languages."""
+    grouped = sel.assign(row=row_labels(sel)).groupby(["row", "language"])["value"]
+    mean = grouped.mean().unstack("language").reindex(index=rows, columns=langs)
+    std = grouped.std(ddof=1).unstack("language").reindex(index=rows, columns=langs)
+    return mean, std
+
+
+def _secondary(sel2: pd.DataFrame, metric2: str, rows, langs) -> dict:
+    """The second number of a cell ("F1/EM"), with its row avg under the same missing rule."""
+    mean, std = _means(sel2, rows, langs)
+    values = mean.copy()
+    values.columns = [c.upper() for c in langs]
+    values["avg"] = mean.mean(axis=1, skipna=False)
+    std.columns = [c.upper() for c in langs]
+    return {"metric": metric2, "values": _nested(values), "std": _nested(std)}
+
+
+def _one_table(sel: pd.DataFrame, baseline: str, variant_order, metric: str,
+               sel2: pd.DataFrame | None = None, metric2: str | None = None) -> pd.DataFrame:
+    sel = sel.assign(row=row_labels(sel))
+    rows = ordered_rows(sel, variant_order)
     langs = sorted(sel["language"].unique())
     grouped = sel.groupby(["row", "language"])
-    cells = grouped["value"].mean().unstack("language").reindex(index=rows, columns=langs)
+    cells, std = _means(sel, rows, langs)
     # A cell averaged over fewer seeds than its row's others is not comparable: say so.
     n_seeds = grouped["seed"].nunique().unstack("language").reindex(index=rows)
     for row, counts in n_seeds.iterrows():
@@ -74,8 +125,11 @@ def _one_table(sel: pd.DataFrame, baseline: str, variant_order, metric: str) -> 
             better.append(f"{k}/{len(both)}")
         table["Better"] = better
     table.index.name = "Method"
+    std.columns = [c.upper() for c in langs]
     table.attrs.update(metric=metric, baseline=baseline if baseline in cells.index else None,
-                       seeds=sorted(int(s) for s in sel["seed"].unique()))
+                       seeds=sorted(int(s) for s in sel["seed"].unique()), std=_nested(std))
+    if sel2 is not None and not sel2.empty:
+        table.attrs["secondary"] = _secondary(sel2, metric2, rows, langs)
     return table
 
 
@@ -87,7 +141,9 @@ def paper_tables(df: pd.DataFrame, baseline: str = "MAD-X", variant_order=None,
     `avg` (NaN if any language is missing) and `Better` ("k/n", "" on the baseline row; absent if
     the baseline has no row). `table.attrs` holds metric, baseline and seeds.
     `metric` defaults to the task's PRIMARY_METRIC (or the dataset's only metric); datasets without
-    that metric are skipped with a warning.
+    that metric are skipped with a warning. When the shown metric is the primary one of a task
+    with a SECONDARY_METRIC (QA: EM), `attrs["secondary"]` holds it for "F1/EM" cells.
+    `attrs["std"]` holds the standard deviation over seeds per cell (NaN with one seed).
     """
     df = validate(df)
     tables = {}
@@ -104,7 +160,12 @@ def paper_tables(df: pd.DataFrame, baseline: str = "MAD-X", variant_order=None,
             warnings.warn(f"{task}/{dataset}: no {chosen!r} scores (have "
                           f"{sorted(part['metric'].unique())}), skipped", stacklevel=2)
             continue
-        table = _one_table(sel, baseline, variant_order, chosen)
+        sel2 = metric2 = None
+        if chosen == PRIMARY_METRIC.get(task):
+            metric2 = next((m for m in SECONDARY_METRIC.get(task, ())
+                            if m in set(part["metric"])), None)
+            sel2 = part[part["metric"] == metric2] if metric2 else None
+        table = _one_table(sel, baseline, variant_order, chosen, sel2, metric2)
         table.attrs.update(task=task, dataset=dataset)
         tables[(task, dataset)] = table
     if not tables and not df.empty:
@@ -113,25 +174,19 @@ def paper_tables(df: pd.DataFrame, baseline: str = "MAD-X", variant_order=None,
     return tables
 
 
-def render_markdown(table: pd.DataFrame) -> str:
-    """A markdown table: two decimals, best per language in bold (all tied bold), '–' if missing."""
-    langs = [c for c in table.columns if c not in _EXTRA]
-    best = {c: max((_shown(v) for v in table[c] if pd.notna(v)), default=None) for c in langs}
+def render_markdown(table: pd.DataFrame, marks=None, show_std: bool = False) -> str:
+    """A markdown table: two decimals, best per language in bold (all tied bold), '–' if missing.
+    `marks` (significance, see analysis.significance) and `show_std` as in analysis.render."""
+    from analysis.render import markdown_table  # render builds on this module's rules
+    return markdown_table(table, marks=marks, show_std=show_std)
 
-    def fmt(v, bold_if=None) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return MISSING
-        text = f"{v:.2f}"
-        return f"**{text}**" if bold_if is not None and _shown(v) == bold_if else text
 
-    header = [table.index.name or "Method", *table.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, row in table.iterrows():
-        cells = [str(label)] + [fmt(row[c], best[c]) for c in langs] + [fmt(row["avg"])]
-        if "Better" in table.columns:
-            cells.append(row["Better"])
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def heading(table: pd.DataFrame) -> str:
+    """"nli / americas_nli (accuracy)", or "qa / xquad (f1/exact_match)" for F1/EM cells."""
+    metric = table.attrs["metric"]
+    if "secondary" in table.attrs:
+        metric += "/" + table.attrs["secondary"]["metric"]
+    return f"{table.attrs['task']} / {table.attrs['dataset']} ({metric})"
 
 
 def format_all(df: pd.DataFrame, baseline: str = "MAD-X", variant_order=None,
@@ -142,7 +197,7 @@ def format_all(df: pd.DataFrame, baseline: str = "MAD-X", variant_order=None,
         return "_No evaluation results._\n"
     parts = []
     for (task, dataset), table in tables.items():
-        parts.append(f"### {task} / {dataset} ({table.attrs['metric']})\n")
+        parts.append(f"### {heading(table)}\n")
         seeds = table.attrs["seeds"]
         if len(seeds) > 1:  # the papers report multi-seed means: make that visible
             parts.append(f"Mean over seeds {', '.join(map(str, seeds))}.\n")

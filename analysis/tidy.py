@@ -2,6 +2,9 @@
 
 Columns (in this order): sweep, task, dataset, variant, seed, ratio, language, metric, value.
 `seed` is an int, `ratio` a str or None (not applicable), `value` a float in percent (0-100).
+One optional extra column may follow: `artifact` (str or None), the eval job's artifact folder
+(tag `artifact`, holding predictions.parquet). `from_mlflow` adds it when a run carries the tag;
+the Parquet export leaves it out (the export contract is TIDY_COLUMNS exactly).
 Sources: an MLflow experiment (one per sweep, see docs/results.md for the tag/metric contract) or
 the Parquet export of one. mlflow is imported lazily so reading Parquet stays cheap.
 """
@@ -14,6 +17,8 @@ import pandas as pd
 
 TIDY_COLUMNS = ["sweep", "task", "dataset", "variant", "seed", "ratio", "language", "metric",
                 "value"]
+# Extra columns a tidy table may carry after TIDY_COLUMNS; never part of a measurement's key.
+OPTIONAL_COLUMNS = ["artifact"]
 _STR_COLUMNS = ["sweep", "task", "dataset", "variant", "language", "metric"]
 # One measurement is identified by everything but its value; a repeat means a run was counted twice.
 _KEY_COLUMNS = [c for c in TIDY_COLUMNS if c != "value"]
@@ -26,23 +31,30 @@ def _normalize(df: pd.DataFrame) -> pd.DataFrame:
     `ratio` is forced to an object column holding None: pandas 3 would otherwise infer a string
     dtype that turns None into NaN, and "" (the tag's "not applicable") means the same as None.
     """
-    out = pd.DataFrame({c: df[c] for c in TIDY_COLUMNS}).reset_index(drop=True)
+    extra = [c for c in OPTIONAL_COLUMNS if c in df.columns]
+    out = pd.DataFrame({c: df[c] for c in TIDY_COLUMNS + extra}).reset_index(drop=True)
     for col in _STR_COLUMNS:
         out[col] = out[col].astype(str)
     out["seed"] = out["seed"].astype("int64")
     out["value"] = out["value"].astype("float64")
     out["ratio"] = pd.Series(
         [None if (pd.isna(r) or r == "") else str(r) for r in out["ratio"]], dtype=object)
+    for col in extra:  # like ratio: None (not NaN, not "") when a run has no artifact
+        out[col] = pd.Series([None if (pd.isna(a) or a == "") else str(a) for a in out[col]],
+                             dtype=object)
     return out
 
 
 def validate(df: pd.DataFrame) -> pd.DataFrame:
     """Check `df` is a tidy table; return it normalized. Raises ValueError naming the problem."""
-    if list(df.columns) != TIDY_COLUMNS:
+    columns = list(df.columns)
+    if columns[:len(TIDY_COLUMNS)] != TIDY_COLUMNS or not set(columns[len(TIDY_COLUMNS):]) \
+            <= set(OPTIONAL_COLUMNS) or len(set(columns)) != len(columns):
         missing = [c for c in TIDY_COLUMNS if c not in df.columns]
-        extra = [c for c in df.columns if c not in TIDY_COLUMNS]
-        raise ValueError(f"not a tidy results table: expected columns {TIDY_COLUMNS}, got "
-                         f"{list(df.columns)} (missing {missing}, unexpected {extra})")
+        extra = [c for c in df.columns if c not in TIDY_COLUMNS + OPTIONAL_COLUMNS]
+        raise ValueError(f"not a tidy results table: expected columns {TIDY_COLUMNS} "
+                         f"(optionally followed by {OPTIONAL_COLUMNS}), got {list(df.columns)} "
+                         f"(missing {missing}, unexpected {extra})")
     for col in [c for c in TIDY_COLUMNS if c != "ratio"]:
         if df[col].isna().any():
             raise ValueError(f"tidy table has missing values in column {col!r}")
@@ -62,8 +74,18 @@ def empty() -> pd.DataFrame:
     return _normalize(pd.DataFrame({c: [] for c in TIDY_COLUMNS}))
 
 
-def to_parquet(df: pd.DataFrame, path: str | Path) -> None:
-    validate(df).to_parquet(path, engine="pyarrow", index=False)
+def has_artifacts(df: pd.DataFrame) -> bool:
+    """Whether any row names its artifact folder (so per-example predictions can be read)."""
+    return "artifact" in df.columns and df["artifact"].notna().any()
+
+
+def to_parquet(df: pd.DataFrame, path: str | Path, keep_artifact: bool = False) -> None:
+    """Write the tidy table. The export contract is TIDY_COLUMNS exactly, so `artifact` is
+    dropped unless asked for (`from_parquet` reads either)."""
+    out = validate(df)
+    if not keep_artifact:
+        out = out[TIDY_COLUMNS]
+    out.to_parquet(path, engine="pyarrow", index=False)
 
 
 def from_parquet(path: str | Path) -> pd.DataFrame:
@@ -94,7 +116,7 @@ def _run_rows(run, experiment: str) -> list[dict]:
     variants = list(dict.fromkeys(v for v in variants if v))
     base = {"sweep": tags.get("sweep") or experiment, "task": tags["task"],
             "dataset": tags["dataset"], "seed": int(tags["seed"]),
-            "ratio": tags.get("ratio") or None}
+            "ratio": tags.get("ratio") or None, "artifact": tags.get("artifact") or None}
     rows = []
     for key, value in sorted(run.data.metrics.items()):
         parts = key.split("/", 2)
@@ -133,7 +155,8 @@ def from_mlflow(experiment: str, tracking_uri: str | None = None) -> pd.DataFram
     """The tidy table of one sweep's MLflow experiment.
 
     `tracking_uri` defaults to MLflow's own default (MLFLOW_TRACKING_URI if set). Only FINISHED
-    runs tagged kind=eval count. `df.attrs["runs"]` is the number of eval runs used.
+    runs tagged kind=eval count. `df.attrs["runs"]` is the number of eval runs used. When any run
+    has an `artifact` tag, the table has the extra column `artifact` (None where a run lacks it).
     """
     from mlflow import MlflowClient
     from mlflow.entities import ViewType
@@ -156,7 +179,10 @@ def from_mlflow(experiment: str, tracking_uri: str | None = None) -> pd.DataFram
             break
     finished = _latest_per_job([r for r in runs if r.info.status == "FINISHED"])
     rows = [row for run in finished for row in _run_rows(run, experiment)]
-    df = validate(pd.DataFrame(rows, columns=TIDY_COLUMNS)) if rows else empty()
+    df = pd.DataFrame(rows, columns=TIDY_COLUMNS + ["artifact"])
+    if df["artifact"].isna().all():  # optional: absent rather than a column of Nones
+        df = df.drop(columns="artifact")
+    df = validate(df) if rows else empty()
     df = df.sort_values(_KEY_COLUMNS, na_position="first", kind="stable").reset_index(drop=True)
     df.attrs["runs"] = len(finished)
     return df

@@ -152,7 +152,51 @@ def test_analysis_never_imports_training_code():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.split(".")[0] in ("tlr_ray", "torch") for n in names), path
-    code = ("import sys, analysis; import analysis.tidy, analysis.table;"
+    code = ("import sys, analysis; import analysis.tidy, analysis.table, analysis.report,"
+            "analysis.render, analysis.significance, analysis.predictions, analysis.summary,"
+            "analysis.document, analysis.figures;"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'tlr_ray')];"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_qa_cells_f1_em_decided_on_f1():
+    # ar: TASK-MULTI has the better F1 (bold, better) but the worse EM; EM never decides.
+    df = pd.concat([
+        tidy([("MAD-X", 1, "ar", 60.0), ("MAD-X", 1, "hi", 50.0), ("TASK-MULTI", 1, "ar", 62.0),
+              ("TASK-MULTI", 1, "hi", 49.0)], task="qa", dataset="xquad", metric="f1"),
+        tidy([("MAD-X", 1, "ar", 45.0), ("MAD-X", 1, "hi", 40.0), ("TASK-MULTI", 1, "ar", 44.0)],
+             task="qa", dataset="xquad", metric="exact_match")])
+    t = paper_tables(df)[("qa", "xquad")]
+    assert t.attrs["secondary"]["metric"] == "exact_match"
+    assert list(t["Better"]) == ["", "1/2"]
+    md = render_markdown(t)
+    assert "| MAD-X | 60.00/45.00 | **50.00/40.00** | 55.00/42.50 |  |" in md
+    # EM missing for one language: shown missing after the F1, and the EM avg is missing too.
+    assert "| TASK-MULTI | **62.00/44.00** | 49.00/– | 55.50/– | 1/2 |" in md
+    assert format_all(df).startswith("### qa / xquad (f1/exact_match)")
+    # Asked for EM itself: plain EM cells.
+    em = paper_tables(df, metric="exact_match")[("qa", "xquad")]
+    assert "secondary" not in em.attrs and em.at["MAD-X", "AR"] == 45.0
+
+
+def test_std_over_seeds_and_show_std():
+    t = paper_tables(MAIN)[("nli", "americas_nli")]
+    assert t.attrs["std"]["MAD-X"]["AYM"] == pytest.approx(2 ** 0.5)
+    assert render_markdown(t, show_std=True).splitlines()[2] == \
+        "| MAD-X | 51.00 ± 1.41 | **61.00 ± 1.41** | 70.00 ± 0.00 | 60.67 |  |"
+    assert render_markdown(t) == MAIN_MD            # default unchanged
+
+
+def test_optional_artifact_column(tmp_path):
+    df = MAIN.assign(artifact=[f"/runs/{i}" for i in range(len(MAIN))])
+    out = validate(df)
+    assert list(out.columns) == TIDY_COLUMNS + ["artifact"]
+    assert validate(MAIN.assign(artifact="")).loc[0, "artifact"] is None
+    assert render_markdown(paper_tables(df)[("nli", "americas_nli")]) == MAIN_MD
+    to_parquet(df, tmp_path / "a.parquet")          # the export contract: tidy columns only
+    assert list(from_parquet(tmp_path / "a.parquet").columns) == TIDY_COLUMNS
+    to_parquet(df, tmp_path / "b.parquet", keep_artifact=True)
+    assert from_parquet(tmp_path / "b.parquet")["artifact"].tolist() == df["artifact"].tolist()
+    with pytest.raises(ValueError, match="unexpected \\['path'\\]"):
+        validate(MAIN.assign(path="x"))

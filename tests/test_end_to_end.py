@@ -75,6 +75,16 @@ def test_second_run_trains_nothing_and_adds_no_job_run(e2e):
     assert table(e2e["second"]) == table(e2e["first"])  # the same table comes out
 
 
+def test_report_written_at_the_end_of_the_sweep(e2e):
+    folder = e2e["tmp"] / "runs" / "reports" / "e2e"
+    md = (folder / "report.md").read_text()
+    assert "### nli / demo_xnli (accuracy)" in md and "| MAD-X |" in md and "| BILINGUAL |" in md
+    html = (folder / "report.html").read_text()
+    pngs = list(folder.glob("*.png"))
+    assert "<table" in html and pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert any(p.name in html for p in pngs)  # the figure is part of the HTML report
+
+
 def test_table_and_export(e2e):
     t = table(e2e["first"])
     assert "### nli / demo_xnli (accuracy)" in t

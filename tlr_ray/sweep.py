@@ -89,7 +89,24 @@ def run(sweep, plan, args) -> int:
         print(f"  FAILED {job_id}: {why}")
     print()
     print(format_all(from_mlflow(sweep.name, uri)))
+    write_report(sweep.name, uri, Path(storage) / "reports" / sweep.name)
     return 1 if summary.failed else 0
+
+
+def write_report(name: str, uri: str, folder: Path) -> None:
+    """The sweep's report (docs/report.md): Markdown, and HTML with its figure. A report that cannot be
+    written is reported, not fatal: every result is in MLflow and `python -m analysis.report` can retry."""
+    from analysis import report
+    try:
+        for fmt, file in (("markdown", "report.md"), ("html", "report.html")):
+            code = report.main([f"mlflow:{name}", "--tracking-uri", uri, "--format", fmt,
+                                "--out", str(folder / file)])
+            if code:
+                raise RuntimeError(f"analysis.report exited with {code}")
+        print(f"report: {folder / 'report.html'} (and report.md)")
+    except Exception as e:  # noqa: BLE001
+        print(f"warning: no report written ({e}); retry with: python -m analysis.report mlflow:{name} "
+              f"--tracking-uri {uri} --format html --out {folder / 'report.html'}", file=sys.stderr)
 
 
 if __name__ == "__main__":
