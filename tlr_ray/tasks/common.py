@@ -64,6 +64,18 @@ def jsonl_records(path, required: tuple[str, ...], what: str):
             yield n, where, obj
 
 
+def require_columns(ds: datasets.Dataset, columns, where: str, expected: str) -> datasets.Dataset:
+    """`ds` reduced to `columns`, or a DataError if one is missing or the split is empty."""
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {', '.join(missing)} (found: "
+                        f"{', '.join(ds.column_names)}); {expected}")
+    ds = ds.select_columns(list(columns))
+    if len(ds) == 0:
+        raise DataError(f"{where}: the split is empty; {expected} and at least one example")
+    return ds
+
+
 def feature_batches(tokenized: datasets.Dataset, batch_size: int):
     """(start index, list of feature dicts) per batch, for evaluation loops."""
     for start in range(0, len(tokenized), batch_size):

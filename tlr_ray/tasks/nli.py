@@ -13,7 +13,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from tlr_ray.tasks import DataError, DataSource
-from tlr_ray.tasks.common import dispatch, feature_batches, where
+from tlr_ray.tasks.common import dispatch, feature_batches, require_columns, where
 from tlr_ray.tasks.nli_sources import LABELS, load_hub, read_local
 
 COLUMNS = ("premise", "hypothesis", "label")
@@ -81,13 +81,7 @@ _FEATURES = datasets.Features({"premise": datasets.Value("string"), "hypothesis"
 def _checked(ds: datasets.Dataset, where: str) -> datasets.Dataset:
     """The schema every caller relies on: the three columns, at least one row, labels in {0, 1, 2}."""
     expected = f"expected columns {', '.join(COLUMNS)} with labels 0-2 ({', '.join(LABELS)})"
-    missing = [c for c in COLUMNS if c not in ds.column_names]
-    if missing:
-        raise DataError(f"{where}: missing column(s) {', '.join(missing)} (found: "
-                        f"{', '.join(ds.column_names)}); {expected}")
-    ds = ds.select_columns(list(COLUMNS))
-    if len(ds) == 0:
-        raise DataError(f"{where}: the split is empty; {expected} and at least one example")
+    ds = require_columns(ds, COLUMNS, where, expected)
     bad = sorted(set(ds.unique("label")) - set(range(len(LABELS))))
     if bad:
         raise DataError(f"{where}: label value(s) {bad} outside 0-2; {expected}")

@@ -19,7 +19,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from tlr_ray.tasks import DataError, DataSource
-from tlr_ray.tasks.common import dispatch, feature_batches, where
+from tlr_ray.tasks.common import dispatch, feature_batches, require_columns, where
 from tlr_ray.tasks.qa_sources import load_hub, read_local
 from tlr_ray.tasks.squad_metric import Window, best_over_gold, best_span, exact_match, f1_score
 
@@ -158,13 +158,7 @@ def _checked(ds: datasets.Dataset, where: str) -> datasets.Dataset:
     least one answer whose text is found at its answer_start in the context."""
     expected = ("expected columns id, context, question, answers {text: [...], answer_start: [character "
                 "offsets]} with at least one answer per question, each at its answer_start in the context")
-    missing = [c for c in COLUMNS if c not in ds.column_names]
-    if missing:
-        raise DataError(f"{where}: missing column(s) {', '.join(missing)} (found: "
-                        f"{', '.join(ds.column_names)}); {expected}")
-    ds = ds.select_columns(list(COLUMNS))
-    if len(ds) == 0:
-        raise DataError(f"{where}: the split is empty; {expected} and at least one example")
+    ds = require_columns(ds, COLUMNS, where, expected)
     bad = []
     for example_id, context, answers in zip(ds["id"], ds["context"], ds["answers"]):
         texts, starts = answers.get("text") or [], answers.get("answer_start") or []
