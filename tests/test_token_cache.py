@@ -22,7 +22,9 @@ class Counting:
         return self.task.tokenize(*a)
 
 
-def test_second_call_comes_from_the_cache(demo_world):
+def test_second_call_comes_from_the_cache(demo_world, tmp_path, monkeypatch):
+    # An empty cache of its own: other tests (a sweep over the same demo data) fill the shared one.
+    monkeypatch.setenv("TLR_RAY_CACHE", str(tmp_path))
     tok = load_tokenizer(str(demo_world / "model"))
     src = DataSource("demo_xnli", local_path=str(demo_world / "nli" / "xnli"), local_format="xnli-tsv")
     task = Counting()
