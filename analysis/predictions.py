@@ -173,8 +173,15 @@ def from_frame(frame: pd.DataFrame, task: str, metric: str) -> ExampleScores:
 
 
 def load(artifact: str | Path, task: str, metric: str) -> ExampleScores:
-    """Per-unit scores of the predictions in an eval job's artifact folder."""
-    path = Path(artifact) / PREDICTIONS_FILE
-    if not path.is_file():
+    """Per-unit scores of the predictions in an eval job's artifact folder, or at its URI (s3://...,
+    the MLflow tag `artifact` of a sweep whose store is remote), read through pyarrow's filesystems."""
+    import pyarrow.fs as pafs
+    artifact = str(artifact)
+    if "://" in artifact:
+        fs, folder = pafs.FileSystem.from_uri(artifact.rstrip("/"))
+    else:
+        fs, folder = pafs.LocalFileSystem(), str(Path(artifact).resolve())
+    path = f"{folder}/{PREDICTIONS_FILE}"
+    if fs.get_file_info(path).type != pafs.FileType.File:
         raise FileNotFoundError(f"no {PREDICTIONS_FILE} in {artifact}")
-    return from_frame(pd.read_parquet(path, engine="pyarrow"), task, metric)
+    return from_frame(pd.read_parquet(path, engine="pyarrow", filesystem=fs), task, metric)

@@ -130,3 +130,12 @@ def test_extends_merges_over_a_base_file(tmp_path, write_sweep):
 def test_demo_variants_sweeps_are_valid(demo_world):
     assert load_sweep("sweeps/demo_badx.yaml").config.bilingual_adapters.ratios == ("1:1", "2:1")
     assert "LEAVE-OUT-TARG" in load_sweep("sweeps/demo_leaveout.yaml").config.variants
+
+
+def test_fault_tolerance_settings(write_sweep):
+    msg = error(write_sweep(execution={"checkpoint_every": 0}))
+    assert "execution.checkpoint_every" in msg and "positive integer" in msg
+    msg = error(write_sweep(execution={"max_failures": -5}))
+    assert "execution.max_failures" in msg and "-1 (retry without limit)" in msg
+    ex = load_sweep(write_sweep(execution={"checkpoint_every": 500})).config.execution
+    assert (ex.checkpoint_every, ex.max_failures) == (500, 2)

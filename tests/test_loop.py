@@ -71,3 +71,40 @@ def test_total_steps_and_endless_reshuffles():
     assert sorted(first) == sorted(second) == list(range(6)) and first != second
     it2 = endless(loader, seed=3)
     assert next(it2).tolist() == first  # seeded: reproducible
+
+
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result():
+    """Kill-and-resume, in process: a run continued from its step-4 checkpoint ends where an uninterrupted
+    run ends, although its batches draw on the global random state (as MLM masking does)."""
+    import copy
+
+    from tlr_ray.train.context import Checkpoints
+
+    def noisy():
+        while True:
+            yield {"x": torch.randn(3)}
+
+    def run(load):
+        torch.manual_seed(0)
+        model, saves = Toy(), []
+        scores = iter(range(100))
+        args = TrainArgs(batch_size=1, lr=0.1, max_steps=10, eval_every=3)
+        ckpt = Checkpoints(every=2, load=load, save=lambda state, m: saves.append(copy.deepcopy(state)))
+        result = run_loop(model, noisy(), lambda step: None, lambda: {"s": float(-next(scores))}, args=args,
+                          total_steps=10, score_key="s", higher_is_better=True, device=torch.device("cpu"),
+                          checkpoints=ckpt)
+        return model, result, saves
+
+    model, result, saves = run(lambda: None)
+    assert [s["step"] for s in saves] == [2, 4, 6, 8] and result.resumed_from_step == 0
+    at4 = saves[1]
+    resumed, again, later = run(lambda: copy.deepcopy(at4))
+    assert again.resumed_from_step == 4 and [s["step"] for s in later] == [6, 8]
+    assert torch.equal(resumed.w, model.w)
+    assert [h["step"] for h in again.history] == [h["step"] for h in result.history] == [3, 6, 9, 10]
+    assert again.best_step == result.best_step == 3 and torch.equal(again.best_state["w"], result.best_state["w"])
+    # Restoring the random state matters: without it the resumed run would see other batches.
+    no_rng = copy.deepcopy(at4)
+    no_rng["rng"]["torch"] = torch.random.get_rng_state()
+    differs, _, _ = run(lambda: copy.deepcopy(no_rng))
+    assert not torch.equal(differs.w, model.w)

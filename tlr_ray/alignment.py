@@ -18,6 +18,7 @@ from pathlib import Path
 from tlr_ray import artifacts
 from tlr_ray.config import load_sweep
 from tlr_ray.plan import plan_sweep
+from tlr_ray.storage import resolve
 
 
 def find_jobs(plan, variant: str, dataset: str, target: str):
@@ -63,7 +64,7 @@ def measure(sweep, plan, storage: str, variant: str, dataset: str, target: str, 
     task = get_task(ta.task, ta.spec.get("task_options") or {})
     tokenizer = load_tokenizer(sweep.model, sweep.config.model_revision)
     model = task_model(sweep.model, sweep.config.model_revision)
-    model.load_adapter(str(artifacts.job_dir(storage, ta.id) / "adapter"), load_as="ta", with_head=True)
+    model.load_adapter(str(artifacts.local_copy(storage, ta.id) / "adapter"), load_as="ta", with_head=True)
     args = sweep.task_args[next(k for k, s in sweep.config.tasks.items() if s.name(k) == ta.task)]
     sides = {}
     for side, adapter_id, source, split, code in (
@@ -71,7 +72,7 @@ def measure(sweep, plan, storage: str, variant: str, dataset: str, target: str, 
             ("target", ev.spec["adapter"], ev.inputs["data"], ev.spec["split"], ev.spec["code"])):
         name = f"{side}_adapter"
         if adapter_id:
-            load_la(model, artifacts.job_dir(storage, adapter_id) / "adapter", name)
+            load_la(model, artifacts.local_copy(storage, adapter_id) / "adapter", name)
         model.active_adapters = Stack(name, "ta") if adapter_id else Stack("ta")
         data = task.load(DataSource(**source), split, code)
         data = data.shuffle(seed=0).select(range(min(examples, len(data))))
@@ -105,14 +106,14 @@ def main(argv=None) -> int:
     p.add_argument("--target", required=True, help="canonical language code, e.g. sw")
     p.add_argument("--variants", nargs="+", default=["MAD-X", "ALL-MULTI"])
     p.add_argument("--examples", type=int, default=500)
-    p.add_argument("--storage", help="artifact root (default: the sweep's execution.storage)")
+    p.add_argument("--storage", help="artifact root, folder or URI (default: the sweep's execution.storage)")
     p.add_argument("--out", default="alignment", help="folder for alignment.csv and alignment.png")
     a = p.parse_args(argv)
     from tlr_ray.execute import quiet_libraries
     quiet_libraries()
     sweep = load_sweep(a.sweep)
     plan = plan_sweep(sweep)
-    storage = str(Path(a.storage or sweep.config.execution.storage).resolve())
+    storage = resolve(a.storage or sweep.config.execution.storage)
     rows = [r for v in a.variants for r in measure(sweep, plan, storage, v, a.dataset, a.target, a.examples)]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

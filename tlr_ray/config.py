@@ -161,11 +161,15 @@ class Search:
 
 @dataclass(frozen=True)
 class Execution:
-    storage: str = "runs"                          # artifacts root: folder (or s3://, gs:// later)
+    storage: str = "runs"                          # storage root: folder, or s3://, gs://... URI (tlr_ray/storage.py)
     tracking_uri: str = "sqlite:///mlflow.db"      # MLFLOW_TRACKING_URI wins when set
     resources: dict[str, Resources] = field(default_factory=dict)  # keys: la, ta, eval
     max_concurrent_trials: int | None = None       # default: what the cluster's CPUs/GPUs allow
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    # Fault tolerance: a training job checkpoints every `checkpoint_every` steps (default: at each
+    # evaluation) and is retried up to `max_failures` times, resuming from its last checkpoint.
+    checkpoint_every: int | None = None
+    max_failures: int = 2
     estimate_on: str = "rtx3090"   # the device row of tlr_ray/step_times.yaml used by --dry-run
 
 

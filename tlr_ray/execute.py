@@ -1,8 +1,13 @@
-"""Run a plan on Ray: each stage's jobs are Ray Tune trials; a training trial runs its recipe in Ray Train
-workers (`TorchTrainer`, one or more, CPU or GPU); an eval trial runs in the trial itself.
+"""Run a plan on Ray: each job is a Ray Tune trial; a training trial runs its recipe in Ray Train workers
+(`TorchTrainer`, one or more, CPU or GPU); an eval trial runs in the trial itself.
 
-A job whose artifact exists and verifies is not run again: that is how a sweep resumes. Stages run in
-dependency order (la -> ta -> eval); within a stage Tune runs as many trials at once as the cluster fits.
+A job whose artifact exists and verifies is not run again: that is how a sweep resumes.
+Scheduling: one Tune run per sweep (two when a hyperparameter search sits between the adapter stages);
+the `Dispatcher` hands Tune a job as soon as the jobs it needs have finished, so a TA starts when its
+LAs exist, not when every LA of the sweep does, and evals follow each TA. Jobs go out in plan order
+(LAs, BAs, TAs, evals), within limits per kind and what the cluster holds (docs/architecture.md).
+Fault tolerance: a training job checkpoints through Ray Train and resumes from its last checkpoint
+when a worker dies (Train's FailureConfig) or its trial is retried (Tune's FailureConfig).
 """
 from __future__ import annotations
 
@@ -13,14 +18,18 @@ from dataclasses import asdict, dataclass, field
 
 import ray
 from ray import tune
+from ray.tune.search import Searcher
 
 from tlr_ray import artifacts
 from tlr_ray.config import Resources, Sweep
-from tlr_ray.plan import KINDS, Job, Plan, plan_sweep
+from tlr_ray.plan import Job, Plan, plan_sweep
+from tlr_ray import storage as store
+from tlr_ray.storage import join
 from tlr_ray.tracking import Tracker
 
 log = logging.getLogger("tlr_ray")
 LIVE = "live/"
+STATE_FILE = "training_state.pt"  # inside a Ray Train checkpoint: tlr_ray.train.loop's whole state
 # What a training trial itself holds while its Ray Train workers do the work: a little memory and no
 # CPU, so that N one-CPU workers fit N CPUs (Ray refuses an empty resource request).
 DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 2**20}  # prefix of metrics reported during training (the rest of a Tune result is Tune's own)
@@ -32,7 +41,17 @@ class Summary:
     reused: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)   # job id -> why
     seconds: float = 0.0
-    trial_seconds: dict[str, float] = field(default_factory=dict)  # job id -> time inside its recipe
+    trial_seconds: dict[str, float] = field(default_factory=dict)  # job id -> its trial, start to end
+    train_seconds: dict[str, float] = field(default_factory=dict)  # job id -> its training loop alone
+
+    def overhead(self) -> str:
+        """Where the wall time went: the jobs' trials, and within them the training loops. The rest of a
+        trial is Ray Train's worker start, imports and model loading; the rest of the wall time is
+        Ray/Tune start-up, scheduling, waiting on dependencies and MLflow logging."""
+        trials, train = sum(self.trial_seconds.values()), sum(self.train_seconds.values())
+        return (f"time: {self.seconds:.0f} s wall; trials {trials:.0f} s summed, of which training loops "
+                f"{train:.0f} s ({100 * train / max(trials, 1e-9):.0f}%); "
+                f"training loops / wall = {train / max(self.seconds, 1e-9):.2f}")
 
 
 def quiet_libraries() -> None:
@@ -50,7 +69,7 @@ def _numeric(metrics: dict) -> dict:
 
 
 def train_worker(config: dict) -> None:
-    """Ray Train's per-worker function: one data-parallel worker of an LA or TA job."""
+    """Ray Train's per-worker function: one data-parallel worker of an LA, BA or TA job."""
     import ray.train
     import ray.train.torch
 
@@ -64,40 +83,79 @@ def train_worker(config: dict) -> None:
         world_size=world, progress=False,
         report=lambda m: ray.train.report({LIVE + k: v for k, v in _numeric(m).items()}),
         wrap=(lambda model: ray.train.torch.prepare_model(model, move_to_device=False)) if world > 1
-        else (lambda model: None))
+        else (lambda model: None),
+        checkpoints=ray_checkpoints(config["checkpoint_every"], rctx.get_world_rank()))
     run_job(config["job"], config["storage"], ctx)
 
 
-def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources: dict) -> None:
+def ray_checkpoints(every: int | None, rank: int):
+    """Checkpoints kept by Ray Train in the run's storage: rank 0 saves the state, every rank reports
+    (Ray Train requires that), and after a restart `get_checkpoint()` hands back the latest."""
+    import tempfile
+
+    import ray.train
+    import torch
+
+    from tlr_ray.train.context import Checkpoints
+
+    def load() -> dict | None:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as folder:
+            return torch.load(os.path.join(folder, STATE_FILE), map_location="cpu", weights_only=False)
+
+    def save(state: dict, metrics: dict) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = None
+            if rank == 0:
+                torch.save(state, os.path.join(folder, STATE_FILE))
+                checkpoint = ray.train.Checkpoint.from_directory(folder)
+            ray.train.report({LIVE + k: v for k, v in _numeric(metrics).items()}, checkpoint=checkpoint)
+
+    return Checkpoints(every=every, load=load, save=save)
+
+
+TRAIN_RUNS = ("ray", "train")  # below the storage root: Ray Train's run folders, one per training job
+
+
+def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources: dict[str, dict],
+              checkpoint_every: int | None = None, max_failures: int = 0) -> None:
     """One Tune trial = one job."""
     from tlr_ray.runner import run_job
     from tlr_ray.train.context import JobContext
     quiet_libraries()
     job = jobs[config["job_id"]]
+    res = Resources(**resources[job["kind"]])  # resources per job kind
     t0 = time.perf_counter()
     if job["kind"] == "eval":
         import torch
-        device = torch.device("cuda" if resources.get("use_gpu") and torch.cuda.is_available() else "cpu")
+        device = torch.device("cuda" if res.use_gpu and torch.cuda.is_available() else "cpu")
         run_job(job, storage, JobContext(device=device, precision=precision, progress=False))
     else:
-        from ray.train import RunConfig, ScalingConfig
+        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
         from ray.tune.integration.ray_train import TuneReportCallback
-        res = Resources(**resources)
         per_worker = {"CPU": res.cpus_per_worker, **res.custom}
         if res.use_gpu:
             per_worker["GPU"] = res.gpus_per_worker or 1
         trainer = TorchTrainer(
-            train_worker, train_loop_config={"job": job, "storage": storage, "precision": precision},
+            train_worker, train_loop_config={"job": job, "storage": storage, "precision": precision,
+                                             "checkpoint_every": checkpoint_every},
             scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
                                          resources_per_worker=per_worker),
-            run_config=RunConfig(name=f"{job['id']}-{tune.get_context().get_trial_id()}",
-                                 storage_path=os.path.join(storage, "ray"),
+            # Named by the job id, not the trial: a retried trial, or a rerun of the sweep after its
+            # driver died, finds the same run folder and resumes from its last checkpoint.
+            run_config=RunConfig(name=job["id"], storage_path=join(storage, *TRAIN_RUNS),
+                                 failure_config=FailureConfig(max_failures=max_failures),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=1),
                                  callbacks=[TuneReportCallback()]))
         trainer.fit()
     manifest = artifacts.verify(storage, job["id"])
     if manifest is None:
         raise RuntimeError(f"job {job['id']} finished without an intact artifact")
+    if job["kind"] != "eval":
+        store.remove(storage, *TRAIN_RUNS, job["id"])  # the artifact is published: its checkpoints are spent
     final = _numeric(manifest["metrics"])
     best = [v for k, v in final.items() if k.startswith("validation_")]  # a TA's selection score
     tune.report({"done_job": 1, "job_seconds": time.perf_counter() - t0, **final,
@@ -141,10 +199,12 @@ class TrackingCallback(tune.Callback):
             self._failed(job, run_id, "no intact artifact after the trial")
             return
         if run_id:
-            self.tracker.finish_job(job, run_id, manifest, str(artifacts.job_dir(self.storage, job.id)))
+            self.tracker.finish_job(job, run_id, manifest, artifacts.location(self.storage, job.id))
         self.summary.ran.append(job.id)
+        if "train_seconds" in manifest["metrics"]:
+            self.summary.train_seconds[job.id] = manifest["metrics"]["train_seconds"]
         shown = {k: round(v, 2) for k, v in _numeric(manifest["metrics"]).items()
-                 if k not in ("steps", "best_step", "train_seconds", "examples")}
+                 if k not in ("steps", "best_step", "train_seconds", "examples") and (v or k != "resumed_from_step")}
         print(f"  [{self.done}/{self.total}] {_label(job)}: {shown}", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -196,24 +256,85 @@ def concurrency(res: Resources, kind: str, configured: int | None) -> int:
     return max(1, int(fits))
 
 
-def run_stage(sweep: Sweep, kind: str, todo: list[Job], storage: str, tracker: Tracker, summary: Summary) -> None:
-    res = sweep.resources(kind)
+class Dispatcher(Searcher):
+    """Feeds Tune one job at a time, each as soon as every job it needs has finished.
+
+    A Tune searcher is the hook Tune offers for choosing the next trial while others run: `suggest`
+    returns a job whose inputs exist, None (Tune asks again later) while the remaining jobs wait for
+    running ones, and FINISHED when none is left. Plan order (la, ba, ta, eval) sets the priority, and
+    each kind runs at most `limits[kind]` trials at once; a job whose input failed is not started."""
+
+    def __init__(self, todo: list[Job], limits: dict[str, int], summary: Summary):
+        super().__init__()
+        self.pending, self.limits, self.summary = list(todo), limits, summary
+        self.waiting_on = {j.id for j in todo}            # finished jobs leave this set
+        self.running: dict[str, Job] = {}                 # Tune trial id -> job
+
+    def suggest(self, trial_id: str) -> dict | None:
+        busy = [j.kind for j in self.running.values()]
+        for job in list(self.pending):
+            if failed := [n for n in job.needs if n in self.summary.failed]:
+                self.pending.remove(job)
+                self.summary.failed[job.id] = f"needs {', '.join(failed)}, which failed"
+                continue
+            if busy.count(job.kind) < self.limits[job.kind] and not self.waiting_on.intersection(job.needs):
+                self.pending.remove(job)
+                self.running[trial_id] = job
+                return {"job_id": job.id}
+        if not self.pending:
+            return Searcher.FINISHED
+        if not self.running:  # cannot happen with a plan in dependency order; never hang on it
+            raise RuntimeError(f"jobs wait on jobs that are neither running nor planned: "
+                               f"{[j.id for j in self.pending]}")
+        return None
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: a rerun of the sweep finds its finished jobs by their artifacts."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """See `save`."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        job = self.running.pop(trial_id, None)
+        if job is None:
+            return
+        if error:  # TrackingCallback records why; make sure dependants see it even if it runs later
+            self.summary.failed.setdefault(job.id, "failed")
+        else:
+            self.waiting_on.discard(job.id)
+
+
+def trial_resources(sweep: Sweep, kinds: dict[str, str]):
+    """Per trial: a training trial holds next to nothing while its Ray Train workers hold the CPUs/GPUs;
+    an eval trial does the work itself."""
+    def resources(config: dict) -> dict:
+        kind = kinds[config["job_id"]]
+        if kind != "eval":
+            return DRIVER_RESOURCES
+        res = sweep.resources(kind)
+        return {"CPU": res.cpus_per_worker, **res.custom, "GPU": (res.gpus_per_worker or 1) if res.use_gpu else 0}
+    return resources
+
+
+def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summary: Summary, label: str) -> None:
+    """Run `todo` (in dependency order) as one Tune run."""
     ex = sweep.config.execution
-    jobs = {j.id: asdict(j) for j in todo}
-    trainable = tune.with_parameters(job_trial, jobs=jobs, storage=storage, precision=ex.precision,
-                                     resources=asdict(res))
-    # A training trial only waits for its TorchTrainer, whose workers hold the CPUs/GPUs; an eval
-    # trial does its work itself.
-    trial_res = DRIVER_RESOURCES if kind != "eval" else {"CPU": res.cpus_per_worker, **res.custom,
-                                                         "GPU": (res.gpus_per_worker or 1) if res.use_gpu else 0}
+    kinds = {j.id: j.kind for j in todo}
+    limits = {kind: concurrency(sweep.resources(kind), kind, ex.max_concurrent_trials) for kind in set(kinds.values())}
+    trainable = tune.with_parameters(
+        job_trial, jobs={j.id: asdict(j) for j in todo}, storage=storage, precision=ex.precision,
+        resources={kind: asdict(sweep.resources(kind)) for kind in limits},
+        checkpoint_every=ex.checkpoint_every, max_failures=ex.max_failures)
     tuner = tune.Tuner(
-        tune.with_resources(trainable, trial_res),
-        param_space={"job_id": tune.grid_search([j.id for j in todo])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency(res, kind, ex.max_concurrent_trials),
+        tune.with_resources(trainable, trial_resources(sweep, kinds)),
+        tune_config=tune.TuneConfig(search_alg=Dispatcher(todo, limits, summary), num_samples=len(todo),
                                     reuse_actors=True),  # eval trials skip re-importing torch
         run_config=tune.RunConfig(
-            name=f"{sweep.name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=os.path.join(storage, "ray"), verbose=0,
+            name=f"{sweep.name}-{label}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=join(storage, "ray"), verbose=0,
+            # A trial whose process died (not a worker: Ray Train handles those) is started again and
+            # resumes from its job's checkpoints.
+            failure_config=tune.FailureConfig(max_failures=ex.max_failures),
             callbacks=[TrackingCallback(tracker, {j.id: j for j in todo}, storage, summary, len(todo))]))
     tuner.fit()
 
@@ -221,26 +342,31 @@ def run_stage(sweep: Sweep, kind: str, todo: list[Job], storage: str, tracker: T
 def execute(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker, verbose: bool = False) -> Summary:
     summary, t0 = Summary(), time.perf_counter()
     connect(verbose)
-    for kind in KINDS:
-        if kind == "ta" and sweep.config.search and not summary.failed:
+    # A search chooses the TA arguments, so the TAs (and evals) are planned only after it: the sweep
+    # then runs as two Tune runs, adapters first. Otherwise it is one.
+    phases = [("la", "ba"), ("ta", "eval")] if sweep.config.search else [("la", "ba", "ta", "eval")]
+    for kinds in phases:
+        if "ta" in kinds and sweep.config.search and not summary.failed:
             from tlr_ray.search import run_search
             sweep = run_search(sweep, storage, tracker, summary)
             plan = plan_sweep(sweep)  # TA and eval jobs change with the chosen arguments
         todo = []
-        for job in plan.of_kind(kind):
+        for job in (j for kind in kinds for j in plan.of_kind(kind)):
             manifest = artifacts.verify(storage, job.id)
             if manifest is not None:
-                tracker.ensure_logged(job, manifest, str(artifacts.job_dir(storage, job.id)))
+                tracker.ensure_logged(job, manifest, artifacts.location(storage, job.id))
                 summary.reused.append(job.id)
             elif blocked := [n for n in job.needs if n in summary.failed]:
                 summary.failed[job.id] = f"needs {', '.join(blocked)}, which failed"
             else:
                 todo.append(job)
-        reused = len(plan.of_kind(kind)) - len(todo)
-        print(f"[{kind}] {len(todo)} to run, {reused} already done", flush=True)
+        kinds = [k for k in kinds if plan.of_kind(k)]
+        label = "+".join(kinds)
+        print(f"[{label}] to run: {', '.join(f'{sum(j.kind == k for j in todo)} {k}' for k in kinds)}; "
+              f"{sum(len(plan.of_kind(k)) for k in kinds) - len(todo)} already done", flush=True)
         if todo:
-            t_stage = time.perf_counter()
-            run_stage(sweep, kind, todo, storage, tracker, summary)
-            print(f"[{kind}] stage took {time.perf_counter() - t_stage:.0f} s", flush=True)
+            t_run = time.perf_counter()
+            run_jobs(sweep, todo, storage, tracker, summary, label.replace("+", "-"))
+            print(f"[{label}] took {time.perf_counter() - t_run:.0f} s", flush=True)
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -38,12 +38,13 @@ def where_running() -> dict:
 
 
 def dependencies(job: dict, storage: str) -> dict:
-    """Published folders of the jobs this one needs; a missing or damaged one is an error."""
+    """Local folders of the published artifacts this job needs (downloaded when the store is remote);
+    a missing or damaged one is an error."""
     deps = {}
     for needed in job["needs"]:
         if artifacts.verify(storage, needed) is None:
             raise RuntimeError(f"job {job['id']} needs {needed}, which has no intact artifact in {storage}")
-        deps[needed] = artifacts.job_dir(storage, needed)
+        deps[needed] = artifacts.local_copy(storage, needed)
     return deps
 
 

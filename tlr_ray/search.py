@@ -17,6 +17,7 @@ from pathlib import Path
 from tlr_ray.config import Sweep
 from tlr_ray.fingerprint import digest
 from tlr_ray.plan import Job, plan_sweep
+from tlr_ray.storage import StoreFile, is_local, join
 
 OBJECTIVE = "live/best_score"  # the TA's best validation score so far (higher is better)
 
@@ -34,9 +35,12 @@ def searched_ta(sweep: Sweep) -> Job:
     return next(j for j in plan_sweep(sweep).of_kind("ta") if search.variant in j.variants and j.dataset == train)
 
 
-def cache_file(sweep: Sweep, storage: str) -> Path:
+def cache_file(sweep: Sweep, storage: str) -> Path | StoreFile:
+    """storage/searches/<digest>.json: a Path in a local store, else a StoreFile (the same methods, read
+    and written through the store's filesystem)."""
     search = dataclasses.asdict(sweep.config.search)
-    return Path(storage) / "searches" / f"{digest({'ta': searched_ta(sweep).spec, 'search': search})[:16]}.json"
+    name = f"{digest({'ta': searched_ta(sweep).spec, 'search': search})[:16]}.json"
+    return Path(storage) / "searches" / name if is_local(storage) else StoreFile(storage, "searches", name)
 
 
 def param_space(sweep: Sweep) -> dict:
@@ -51,7 +55,9 @@ def param_space(sweep: Sweep) -> dict:
 def search_trial(config: dict, sweep: Sweep, storage: str, precision: str, resources: dict) -> None:
     from tlr_ray.execute import job_trial
     job = searched_ta(with_args(sweep, sweep.config.search.task, config))
-    job_trial({"job_id": job.id}, {job.id: dataclasses.asdict(job)}, storage, precision, resources)
+    ex = sweep.config.execution
+    job_trial({"job_id": job.id}, {job.id: dataclasses.asdict(job)}, storage, precision, {"ta": resources},
+              ex.checkpoint_every, ex.max_failures)
 
 
 def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
@@ -95,7 +101,7 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
             num_samples=search.num_samples,
             max_concurrent_trials=concurrency(res, "ta", sweep.config.execution.max_concurrent_trials)),
         run_config=tune.RunConfig(name=f"{sweep.name}-search-{time.strftime('%Y%m%d-%H%M%S')}",
-                                  storage_path=str(Path(storage) / "ray"), verbose=0,
+                                  storage_path=join(storage, "ray"), verbose=0,
                                   callbacks=[SearchTracking(tracker, {}, storage, summary, search.num_samples,
                                                             tags={"search": search.task})]))
     results = tuner.fit()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tlr_ray.config import load_sweep
 from tlr_ray.plan import describe, plan_sweep
+from tlr_ray.storage import check as storage_problem
 from tlr_ray.tasks import DataError
 from tlr_ray.typed_yaml import ConfigError
 
@@ -24,7 +25,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("sweep", help="a sweep file, e.g. sweeps/demo.yaml")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit (no Ray, no torch)")
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON (docs/plan-json.md)")
-    p.add_argument("--storage", help="artifact root (overrides execution.storage)")
+    p.add_argument("--storage", help="storage root, a folder or an s3://, gs://... URI (overrides "
+                   "execution.storage)")
     p.add_argument("--verbose", action="store_true", help="stream Ray worker logs to this terminal")
     p.add_argument("--tracking-uri", help="MLflow store (overrides execution.tracking_uri; "
                    "MLFLOW_TRACKING_URI overrides both)")
@@ -33,6 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.storage and (problem := storage_problem(args.storage)):
+        print(f"error: --storage {problem}", file=sys.stderr)
+        return 2
     try:
         sweep = load_sweep(args.sweep)
         plan = plan_sweep(sweep)
@@ -68,14 +73,14 @@ def run(sweep, plan, args) -> int:
     from analysis.table import format_all
     from analysis.tidy import from_mlflow
     from tlr_ray.execute import execute
+    from tlr_ray import storage as store
     from tlr_ray.tracking import Tracker, tracking_uri
-
-    storage = str(Path(args.storage or sweep.config.execution.storage).resolve())
+    storage = store.resolve(args.storage or sweep.config.execution.storage)
     uri = tracking_uri(args.tracking_uri or sweep.config.execution.tracking_uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri  # one store for this process and what it starts
     print(describe(plan, args.sweep).split("\nJobs:")[0])
     print(f"artifacts: {storage}\nMLflow:    {uri} (experiment {sweep.name!r})", flush=True)
-    tracker = Tracker(uri, sweep.name, artifact_root=str(Path(storage) / "mlflow-artifacts"))
+    tracker = Tracker(uri, sweep.name, artifact_root=store.join(storage, "mlflow-artifacts"))
     tracker.start_execution(dataclasses.asdict(sweep.config), plan.to_json(), Path(args.sweep).read_text())
     status = "FAILED"
     try:
@@ -85,28 +90,46 @@ def run(sweep, plan, args) -> int:
         tracker.end_execution(status)  # an interrupted sweep leaves its parent run marked failed
     print(f"\n{len(summary.ran)} jobs run, {len(summary.reused)} reused, {len(summary.failed)} failed "
           f"in {summary.seconds:.0f} s")
+    if summary.trial_seconds:
+        print(summary.overhead())
     for job_id, why in summary.failed.items():
         print(f"  FAILED {job_id}: {why}")
     print()
     print(format_all(from_mlflow(sweep.name, uri)))
-    write_report(sweep.name, uri, Path(storage) / "reports" / sweep.name)
+    write_report(sweep.name, uri, storage)
     return 1 if summary.failed else 0
 
 
-def write_report(name: str, uri: str, folder: Path) -> None:
-    """The sweep's report (docs/report.md): Markdown, and HTML with its figure. A report that cannot be
+def write_report(name: str, uri: str, storage: str) -> None:
+    """The sweep's report (docs/report.md), Markdown and HTML with its figure, in <storage>/reports/<name>/.
+    For a remote store it is written to a local temp folder, then every file is uploaded there (the HTML
+    links its figure by a relative name, so the uploaded folder stays whole). A report that cannot be
     written is reported, not fatal: every result is in MLflow and `python -m analysis.report` can retry."""
+    import shutil
+    import tempfile
+
     from analysis import report
+    from tlr_ray import storage as store
+    target = store.join(storage, "reports", name)
+    folder = Path(target) if store.is_local(storage) else Path(tempfile.mkdtemp(prefix=f"tlr_ray-report-{name}-"))
     try:
         for fmt, file in (("markdown", "report.md"), ("html", "report.html")):
             code = report.main([f"mlflow:{name}", "--tracking-uri", uri, "--format", fmt,
                                 "--out", str(folder / file)])
             if code:
                 raise RuntimeError(f"analysis.report exited with {code}")
-        print(f"report: {folder / 'report.html'} (and report.md)")
+        if not store.is_local(storage):
+            fs, root = store.filesystem(storage)
+            for f in sorted(folder.iterdir()):
+                store.upload(fs, f, f"{root}/reports/{name}/{f.name}")
+        print(f"report: {store.join(target, 'report.html')} (and report.md)")
     except Exception as e:  # noqa: BLE001
+        out = store.join(target, "report.html") if store.is_local(storage) else f"reports/{name}/report.html"
         print(f"warning: no report written ({e}); retry with: python -m analysis.report mlflow:{name} "
-              f"--tracking-uri {uri} --format html --out {folder / 'report.html'}", file=sys.stderr)
+              f"--tracking-uri {uri} --format html --out {out}", file=sys.stderr)
+    finally:
+        if not store.is_local(storage):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from tlr_ray.plan import Job
+from tlr_ray.storage import is_local, join
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -56,20 +58,23 @@ def _flatten(prefix: str, obj) -> dict[str, str]:
 
 class Tracker:
     def __init__(self, uri: str, sweep: str, artifact_root: str | None = None):
-        """`artifact_root`: where a new experiment keeps MLflow's own artifacts (the plan, the sweep file);
-        by default MLflow's, a `mlruns/` folder in the current directory."""
+        """`artifact_root`: where a new experiment keeps MLflow's own artifacts (the plan, the sweep file),
+        a folder or a URI; by default MLflow's, a `mlruns/` folder in the current directory."""
         self.client = MlflowClient(tracking_uri=uri)
         self.uri, self.sweep = uri, sweep
         exp = self.client.get_experiment_by_name(sweep)
-        location = Path(artifact_root, sweep).resolve().as_uri() if artifact_root else None
+        location = (None if not artifact_root else join(artifact_root, sweep) if not is_local(artifact_root)
+                    else Path(artifact_root, sweep).resolve().as_uri())
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(sweep, location)
         # MLflow 3's UI opens GenAI experiments on a traces page; ours are training runs: show the runs table.
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
         self.parent_id: str | None = None
 
     def start_execution(self, config: dict, plan_json: str, sweep_yaml: str) -> str:
+        self.close_dead_executions()
         run = self.client.create_run(self.experiment_id, run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                                     tags={"kind": "sweep", "sweep": self.sweep})
+                                     tags={"kind": "sweep", "sweep": self.sweep, "driver_host": socket.gethostname(),
+                                           "driver_pid": str(os.getpid())})
         self.parent_id = run.info.run_id
         params = [Param(k[:250], v[:6000]) for k, v in _flatten("", config).items()]
         for i in range(0, len(params), 100):
@@ -82,19 +87,33 @@ class Tracker:
         if self.parent_id:
             self.client.set_terminated(self.parent_id, status)
 
+    def close_dead_executions(self) -> None:
+        """Runs left RUNNING by a sweep driver that was killed (SIGKILL, OOM, a lost node) are marked FAILED,
+        the execution and its unfinished job runs, so the UI does not show them as still going. Only a
+        driver known dead is judged: one on this host whose process is gone."""
+        for parent in self.client.search_runs([self.experiment_id], "tags.kind = 'sweep' and attributes.status = 'RUNNING'"):
+            tags = parent.data.tags
+            if tags.get("driver_host") != socket.gethostname() or _alive(int(tags.get("driver_pid", 0))):
+                continue
+            why = f"the sweep driver (pid {tags.get('driver_pid')}) died"
+            for run in self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}' "
+                                               "and attributes.status = 'RUNNING'"):
+                self.fail_job(run.info.run_id, why)
+            self.fail_job(parent.info.run_id, why)
+
     def find_run(self, job_id: str):
         runs = self.client.search_runs([self.experiment_id], f"tags.job_id = '{job_id}'",
                                        order_by=["attributes.start_time DESC"], max_results=10)
         return runs[0] if runs else None
 
-    def start_job(self, job: Job) -> str | None:
-        """The run for `job`: its existing one if it was started before (resumed), else a new one.
-        None when the job already has a finished run (nothing to do)."""
+    def start_job(self, job: Job) -> str:
+        """The run for `job`: its existing one if it has one (a retried, resumed or retrained job keeps
+        its single run, now under this execution), else a new one."""
         existing = self.find_run(job.id)
         if existing is not None:
-            if existing.info.status == "FINISHED":
-                return None
             self.client.update_run(existing.info.run_id, status="RUNNING")
+            if self.parent_id:
+                self.client.set_tag(existing.info.run_id, "mlflow.parentRunId", self.parent_id)
             return existing.info.run_id
         tags = job_tags(self.sweep, job)
         if self.parent_id:
@@ -113,7 +132,7 @@ class Tracker:
             self.client.log_batch(run_id, metrics=batch)
 
     def finish_job(self, job: Job, run_id: str, manifest: dict, location: str) -> None:
-        """`location`: the job's artifact folder (adapter, predictions.parquet, manifest.json)."""
+        """`location`: the job's artifact folder or URI (adapter, predictions.parquet, manifest.json)."""
         self.log_live(run_id, final_metrics(job, manifest["metrics"]), step=0)
         self.client.set_tag(run_id, "artifact", location)
         self.client.set_terminated(run_id, "FINISHED")
@@ -125,10 +144,10 @@ class Tracker:
     def ensure_logged(self, job: Job, manifest: dict, location: str) -> bool:
         """A job finished earlier (its artifact verified): make sure it has one finished run.
         Returns True when a run had to be created or completed (e.g. a new tracking store)."""
-        run_id = self.start_job(job)
-        if run_id is None:
+        existing = self.find_run(job.id)
+        if existing is not None and existing.info.status == "FINISHED":
             return False
-        self.finish_job(job, run_id, manifest, location)
+        self.finish_job(job, self.start_job(job), manifest, location)
         return True
 
 
@@ -138,3 +157,15 @@ def final_metrics(job: Job, metrics: dict) -> dict:
     if job.kind != "eval":
         return numeric
     return {f"{job.dataset}/{job.target}/{k}": v for k, v in numeric.items() if k != "examples"}
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

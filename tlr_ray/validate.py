@@ -13,6 +13,7 @@ from tlr_ray.config import (BA_DEFAULTS, LA_DEFAULTS, TASK_DEFAULTS, Dataset, Da
 from tlr_ray.tasks import DataSource, implemented_tasks
 from tlr_ray.typed_yaml import ConfigError
 from tlr_ray.sampling import normal_ratio
+from tlr_ray.storage import check as storage_problem
 from tlr_ray.variants import VARIANTS, Context
 
 DEMO_PREFIX = "demo://"
@@ -43,10 +44,19 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
         raise ConfigError(file, "variants", "no variant given; e.g. [MAD-X, BILINGUAL]")
     if not cfg.seeds:
         raise ConfigError(file, "seeds", "no seed given; e.g. [1]")
+    if problem := storage_problem(cfg.execution.storage):
+        raise ConfigError(file, "execution.storage", problem)
     for kind in cfg.execution.resources:
         if kind not in JOB_KINDS:
             raise ConfigError(file, f"execution.resources.{kind}", f"unknown job kind {kind!r}."
                               f"{suggest(kind, JOB_KINDS)} Job kinds: {', '.join(JOB_KINDS)}.")
+    ex = cfg.execution
+    if ex.checkpoint_every is not None and ex.checkpoint_every < 1:
+        raise ConfigError(file, "execution.checkpoint_every", f"{ex.checkpoint_every} is not a number of steps;"
+                          " give a positive integer, or leave it out to checkpoint at each evaluation")
+    if ex.max_failures < -1:
+        raise ConfigError(file, "execution.max_failures", f"{ex.max_failures}: give 0 (no retry), a positive "
+                          "number of retries, or -1 (retry without limit)")
     if not cfg.tasks:
         raise ConfigError(file, "tasks", "no task given; e.g. tasks: {nli: {train: multinli, eval: [xnli]}}")
 

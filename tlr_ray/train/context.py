@@ -9,6 +9,15 @@ import torch
 
 
 @dataclass
+class Checkpoints:
+    """Periodic training checkpoints: where a job resumes after its worker died (Ray Train's in a sweep,
+    tlr_ray/execute.py; none in tests that call recipes directly)."""
+    every: int | None                                   # steps between checkpoints; None: at evaluations
+    load: Callable[[], dict | None]                     # the last saved state, or None on a first attempt
+    save: Callable[[dict, dict], None]                  # (state, live metrics to report with it)
+
+
+@dataclass
 class JobContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "auto"
@@ -19,6 +28,7 @@ class JobContext:
     # Wraps the model for data parallelism (Ray Train's prepare_model) when world_size > 1.
     wrap: Callable[[torch.nn.Module], torch.nn.Module | None] = lambda model: None
     progress: bool = True                                    # tqdm bars in long loops
+    checkpoints: Checkpoints | None = None
 
     def dep(self, job_id: str) -> Path:
         if job_id not in self.deps:

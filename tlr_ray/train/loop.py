@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
 from tlr_ray.config import TrainArgs
+from tlr_ray.train.context import Checkpoints
 
 
 @dataclass
@@ -30,6 +33,7 @@ class LoopResult:
     steps: int = 0
     stopped_early: bool = False
     train_seconds: float = 0.0
+    resumed_from_step: int = 0                                       # > 0: continued from a checkpoint
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -42,6 +46,19 @@ def autocast(device: torch.device, precision: str):
     if device.type == "cuda" and precision in ("auto", "bf16"):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def rng_state() -> dict:
+    return {"torch": torch.random.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.random.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def run_loop(
@@ -58,12 +75,17 @@ def run_loop(
     precision: str = "auto",
     report: Callable[[dict], None] = lambda metrics: None,
     ddp_model: torch.nn.Module | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> LoopResult:
     """Train for `total_steps`, evaluating every `args.eval_every` steps and at the end.
 
     `evaluate()` returns metrics incl. `score_key`; the best evaluation's trainable parameters are kept
     (not the last's). `report(metrics)` is called after every evaluation (Ray Train reporting).
     `ddp_model` is the DistributedDataParallel wrapper when training on several workers.
+    `checkpoints`: save the whole training state every `checkpoints.every` steps (default: at each
+    evaluation) and, when a saved state exists, continue from it. The result is then the same as an
+    uninterrupted run's on one worker: the batches before the checkpoint are drawn again and skipped
+    (cheap next to training on them), and the random state is restored after skipping.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -71,9 +93,27 @@ def run_loop(
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(args.warmup_ratio * total_steps), total_steps)
     forward = ddp_model or model
-    result, since_best, t0 = LoopResult(), 0, time.perf_counter()
-    running, n_running = 0.0, 0
-    for step in range(total_steps):
+    result, since_best, elapsed = LoopResult(), 0, 0.0
+    running, n_running, start = 0.0, 0, 0
+    every = (checkpoints.every or args.eval_every) if checkpoints else None
+    saved = checkpoints.load() if checkpoints else None
+    if saved is not None:
+        model.load_state_dict(saved["params"], strict=False)
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        for k in ("best_step", "best_score", "best_state", "history", "stopped_early"):
+            setattr(result, k, saved[k])
+        since_best, running, n_running, elapsed = (saved["since_best"], saved["running"], saved["n_running"],
+                                                   saved["elapsed"])
+        start = result.resumed_from_step = saved["step"]
+        for _ in range(start):  # the data iterators are where they were at the checkpoint
+            next(batches)
+        set_rng_state(saved["rng"])
+    t0 = time.perf_counter() - elapsed
+    if result.stopped_early:
+        start = total_steps
+        result.steps = saved["step"]
+    for step in range(start, total_steps):
         model.train()
         activate(step)
         batch = {k: v.to(device) for k, v in next(batches).items()}
@@ -86,25 +126,33 @@ def run_loop(
         opt.zero_grad(set_to_none=True)
         running, n_running = running + loss.item(), n_running + 1
         last = step + 1 == total_steps
-        if (step + 1) % args.eval_every and not last:
-            continue
-        model.eval()
-        with torch.no_grad(), autocast(device, precision):
-            metrics = dict(evaluate())
-        score = metrics[score_key]
-        better = result.best_score is None or (score > result.best_score if higher_is_better
-                                               else score < result.best_score)
-        if better:
-            result.best_step, result.best_score, result.best_state = step + 1, score, trainable_state(model)
-            since_best = 0
-        else:
-            since_best += 1
-        metrics.update(step=step + 1, train_loss=running / n_running, best_score=result.best_score)
-        running, n_running = 0.0, 0
-        result.history.append(metrics)
-        report(metrics)
-        if args.patience is not None and since_best >= args.patience:
-            result.stopped_early = True
+        metrics = None
+        if (step + 1) % args.eval_every == 0 or last:
+            model.eval()
+            with torch.no_grad(), autocast(device, precision):
+                metrics = dict(evaluate())
+            score = metrics[score_key]
+            better = result.best_score is None or (score > result.best_score if higher_is_better
+                                                   else score < result.best_score)
+            if better:
+                result.best_step, result.best_score, result.best_state = step + 1, score, trainable_state(model)
+                since_best = 0
+            else:
+                since_best += 1
+            metrics.update(step=step + 1, train_loss=running / n_running, best_score=result.best_score)
+            running, n_running = 0.0, 0
+            result.history.append(metrics)
+            result.stopped_early = args.patience is not None and since_best >= args.patience
+        if every and (step + 1) % every == 0 and not last:
+            state = {"step": step + 1, "params": trainable_state(model), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "since_best": since_best, "running": running,
+                     "n_running": n_running, "elapsed": time.perf_counter() - t0, "rng": rng_state(),
+                     **{k: getattr(result, k) for k in ("best_step", "best_score", "best_state", "history",
+                                                         "stopped_early")}}
+            checkpoints.save(state, metrics or {"step": step + 1})
+        elif metrics is not None:
+            report(metrics)
+        if result.stopped_early:
             result.steps = step + 1
             break
     else:

@@ -56,11 +56,13 @@ def train_mlm_adapter(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     result = run_loop(model, batches, activate=lambda step: None, evaluate=evaluate, args=args,
                       total_steps=total_steps(args, steps_per_epoch), score_key="perplexity",
                       higher_is_better=False, device=ctx.device, precision=ctx.precision,
-                      report=ctx.report, ddp_model=ctx.wrap(model))
+                      report=ctx.report, ddp_model=ctx.wrap(model),
+                      checkpoints=ctx.checkpoints)
     model.load_state_dict(result.best_state, strict=False)  # the best evaluation, not the last step
     if ctx.rank == 0:
         model.save_adapter(str(out_dir / "adapter"), NAME, with_head=False)
     best = result.history[[h["step"] for h in result.history].index(result.best_step)]
     return {"heldout_perplexity": result.best_score, **{k: v for k, v in best.items() if k.startswith("perplexity_")},
             "best_step": result.best_step, "steps": result.steps, "train_seconds": result.train_seconds,
+            "resumed_from_step": result.resumed_from_step,
             "history": result.history}

@@ -78,10 +78,12 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     result = run_loop(model, endless(loader, spec["seed"]), activate, evaluate, args=args,
                       total_steps=total_steps(args, len(loader)), score_key=task.metric,
                       higher_is_better=True, device=ctx.device, precision=ctx.precision,
-                      report=ctx.report, ddp_model=ctx.wrap(model))
+                      report=ctx.report, ddp_model=ctx.wrap(model),
+                      checkpoints=ctx.checkpoints)
     model.load_state_dict(result.best_state, strict=False)  # the best evaluation, not the last step
     if ctx.rank == 0:
         model.save_adapter(str(out_dir / "adapter"), NAME, with_head=True)
     return {f"validation_{task.metric}": result.best_score, "best_step": result.best_step,
             "steps": result.steps, "stopped_early": result.stopped_early,
-            "train_seconds": result.train_seconds, "history": result.history}
+            "train_seconds": result.train_seconds,
+            "resumed_from_step": result.resumed_from_step, "history": result.history}

@@ -1,0 +1,75 @@
+"""The Dispatcher (tlr_ray/execute.py) hands Tune a job as soon as the jobs it needs have finished:
+a TA starts once its own LAs exist, while other LAs still train. No Ray needed: Tune only calls these."""
+from __future__ import annotations
+
+from ray.tune.search import Searcher
+
+from tlr_ray.config import load_sweep
+from tlr_ray.execute import Dispatcher, Summary
+from tlr_ray.plan import plan_sweep
+
+
+def plan(write_sweep):
+    return plan_sweep(load_sweep(write_sweep(variants=["MAD-X", "TARGET"])))
+
+
+def drain(d: Dispatcher, start: int) -> list[str]:
+    """Ask until the dispatcher has nothing ready; the suggested job ids."""
+    out = []
+    while (config := d.suggest(f"t{start + len(out)}")) not in (None, Searcher.FINISHED):
+        out.append(config["job_id"])
+    return out
+
+
+def trial_of(d: Dispatcher, job_id: str) -> str:
+    return next(t for t, j in d.running.items() if j.id == job_id)
+
+
+def test_a_job_starts_once_its_own_inputs_exist(write_sweep):
+    p = plan(write_sweep)
+    jobs = {j.id: j for j in p.jobs}
+    d = Dispatcher(list(p.jobs), {"la": 2, "ta": 4, "eval": 4}, Summary())
+    first = drain(d, 0)
+    assert [jobs[i].kind for i in first] == ["la", "la"]  # the kind's limit, in plan order
+    assert d.suggest("waiting") is None  # everything else waits on running jobs
+    en = next(i for i in first if jobs[i].languages == ("en",))
+    d.on_trial_complete(trial_of(d, en))
+    started = [jobs[i] for i in drain(d, 10)]
+    # The en LA alone lets MAD-X's TA start (its cycle is [en]), next to the next LA; TARGET's TAs
+    # need a target LA and wait.
+    tas = [j for j in started if j.kind == "ta"]
+    assert tas and all(set(j.needs) == {en} for j in tas)
+    assert any(j.kind == "la" for j in started)
+    assert all(n not in d.waiting_on for j in started for n in j.needs)
+
+
+def test_everything_runs_in_dependency_order_and_then_finishes(write_sweep):
+    p = plan(write_sweep)
+    d = Dispatcher(list(p.jobs), {"la": 1, "ta": 1, "eval": 1}, Summary())
+    finished: list[str] = []
+    while True:
+        config = d.suggest(f"t{len(finished)}")
+        if config is Searcher.FINISHED:
+            break
+        assert config is not None  # with one job at a time, some job is always ready
+        needs = next(j for j in p.jobs if j.id == config["job_id"]).needs
+        assert set(needs) <= set(finished)
+        d.on_trial_complete(f"t{len(finished)}")
+        finished.append(config["job_id"])
+    assert sorted(finished) == sorted(j.id for j in p.jobs)
+
+
+def test_dependants_of_a_failed_job_are_not_started(write_sweep):
+    p = plan(write_sweep)
+    summary = Summary()
+    d = Dispatcher(list(p.jobs), {"la": 10, "ta": 10, "eval": 10}, summary)
+    las = drain(d, 0)
+    failed = las[0]
+    d.on_trial_complete(trial_of(d, failed), error=True)
+    for la in las[1:]:
+        d.on_trial_complete(trial_of(d, la))
+    while (config := d.suggest("x")) not in (None, Searcher.FINISHED):
+        d.on_trial_complete("x")
+    downstream = {j.id for j in p.jobs if failed in j.needs}
+    assert downstream and all("which failed" in summary.failed[i] for i in downstream)
+    assert failed in summary.failed

@@ -1,0 +1,188 @@
+"""Processes really killed: (1) a Ray Train worker mid-job: the job resumes from its checkpoint and the
+sweep completes; (2) the sweep driver: the same command again completes the sweep, retrains no finished
+job and keeps exactly one MLflow run per job (the crashed ones marked failed, then reused); (3) a saved
+adapter file truncated: detected, moved aside, retrained.
+
+Each test starts its own head node (own temp dir, stopped at the end) and runs the real CLI on a tiny
+demo sweep: LAs for en and sw, one MAD-X TA, one evaluation."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from test_job_submit import RAY, free_port, stop_cluster, token_env
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_sweep(tmp_path: Path, name: str, la_steps: int) -> Path:
+    sweep = yaml.safe_load(open("sweeps/demo.yaml"))
+    sweep.update(name=name, variants=["MAD-X"])
+    sweep["datasets"] = {"demo_xnli": {"languages": ["sw"]}}
+    sweep["tasks"]["nli"].update(eval=["demo_xnli"], train_args={
+        "max_steps": 20, "eval_every": 10, "batch_size": 16, "max_seq_length": 32, "max_eval_examples": 30})
+    sweep["language_adapters"]["corpora"] = {k: v for k, v in sweep["language_adapters"]["corpora"].items()
+                                             if k in ("en", "sw")}
+    sweep["language_adapters"].update(max_corpus_lines=400, train_args={
+        "max_steps": la_steps, "eval_every": 50, "batch_size": 16, "max_seq_length": 64})
+    sweep["execution"].update(checkpoint_every=10, max_failures=2)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+@pytest.fixture
+def cluster(tmp_path, demo_world):
+    """A one-CPU head node of our own (one training job at a time, so we know whose worker we kill)."""
+    port, ray_tmp = free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    env = token_env(tmp_path)
+    r = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                        "--disable-usage-stats", f"--temp-dir={ray_tmp}"], env=env, capture_output=True,
+                       text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    try:
+        yield {"env": {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, "ray_tmp": ray_tmp, "tmp": tmp_path,
+               "storage": tmp_path / "runs", "uri": f"sqlite:///{tmp_path}/mlflow.db"}
+    finally:
+        stop_cluster(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def sweep_cmd(c, path: Path) -> list[str]:
+    return [sys.executable, "-m", "tlr_ray.sweep", str(path), "--storage", str(c["storage"]),
+            "--tracking-uri", c["uri"]]
+
+
+def wait_for(what, condition, proc: subprocess.Popen, timeout: float = 600):
+    """Poll `condition()` until it returns something truthy; fail if the sweep ends first."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        found = condition()
+        if found:
+            return found
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"the sweep ended (code {proc.returncode}) before {what}:\n{out[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def manifests(storage: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in (storage / "jobs").glob("*/manifest.json")}
+
+
+def train_workers(ray_tmp: str) -> list[psutil.Process]:
+    """Ray Train worker processes of our cluster (children of the raylet started under `ray_tmp`)."""
+    raylets = [p for p in psutil.process_iter(["cmdline"]) if "raylet" in " ".join(p.info["cmdline"] or [])
+               and ray_tmp in " ".join(p.info["cmdline"] or [])]
+    return [child for r in raylets for child in r.children(recursive=True)
+            if "RayTrainWorker" in " ".join(child.cmdline())]
+
+
+def job_runs(c) -> list:
+    client = MlflowClient(c["uri"])
+    exp = client.get_experiment_by_name(c["name"])
+    return client.search_runs([exp.experiment_id], "tags.kind != 'sweep'")
+
+
+def test_killed_training_worker_resumes_from_its_checkpoint(cluster):
+    c = cluster
+    path = tiny_sweep(c["tmp"], "killworker", la_steps=250)
+    proc = subprocess.Popen(sweep_cmd(c, path), env=c["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        def checkpointed_job():
+            # A checkpoint counts once Ray Train recorded it in the run's snapshot.
+            for run in (c["storage"] / "ray" / "train").glob("*/checkpoint_manager_snapshot.json"):
+                job_id = run.parent.name
+                if job_id not in manifests(c["storage"]) and train_workers(c["ray_tmp"]):
+                    return job_id
+            return None
+        job_id = wait_for("a training job checkpointed", checkpointed_job, proc)
+        victims = train_workers(c["ray_tmp"])
+        for p in victims:
+            p.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-4000:]
+    assert victims
+    done = manifests(c["storage"])
+    assert len(done) == 4, out[-3000:]  # 2 LAs, 1 TA, 1 eval
+    metrics = done[job_id]["metrics"]
+    assert metrics["resumed_from_step"] >= 10 and metrics["resumed_from_step"] % 10 == 0, metrics
+    assert metrics["steps"] == 250
+    assert not (c["storage"] / "ray" / "train" / job_id).exists()  # checkpoints removed once published
+
+
+@pytest.fixture
+def killed_driver_then_rerun(cluster):
+    """Kill the driver once a first job is published and another one is under way; run again."""
+    c = {**cluster, "name": "killdriver"}
+    path = tiny_sweep(c["tmp"], "killdriver", la_steps=150)
+    proc = subprocess.Popen(sweep_cmd(c, path), env=c["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        wait_for("a first published job", lambda: manifests(c["storage"]), proc)
+        wait_for("a second job under way", lambda: any(r.info.status == "RUNNING" for r in job_runs(c)), proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    before = manifests(c["storage"])
+    running = {r.info.run_id for r in job_runs(c) if r.info.status == "RUNNING"}
+    again = subprocess.run(sweep_cmd(c, path), env=c["env"], capture_output=True, text=True, timeout=900)
+    return {**c, "path": path, "before": before, "running_at_kill": running, "again": again}
+
+
+def test_killed_driver_rerun_completes_without_retraining_or_duplicate_runs(killed_driver_then_rerun):
+    c = killed_driver_then_rerun
+    assert c["again"].returncode == 0, c["again"].stdout[-4000:] + c["again"].stderr[-2000:]
+    after = manifests(c["storage"])
+    assert len(after) == 4 and c["before"]
+    for job_id, manifest in c["before"].items():  # finished before the kill: reused, not retrained
+        assert after[job_id]["created"] == manifest["created"]
+    assert f"{4 - len(c['before'])} jobs run, {len(c['before'])} reused" in c["again"].stdout
+    runs = job_runs(c)
+    ids = [r.data.tags["job_id"] for r in runs]
+    assert sorted(ids) == sorted(after) and len(set(ids)) == len(ids)  # exactly one run per job
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert c["running_at_kill"] and c["running_at_kill"] <= {r.info.run_id for r in runs}  # reused, not new
+    client = MlflowClient(c["uri"])
+    exp = client.get_experiment_by_name(c["name"])
+    executions = client.search_runs([exp.experiment_id], "tags.kind = 'sweep'", order_by=["attributes.start_time"])
+    assert [e.info.status for e in executions] == ["FAILED", "FINISHED"]
+    assert "driver" in executions[0].data.tags["error"] and "died" in executions[0].data.tags["error"]
+
+
+def test_truncated_adapter_is_detected_and_retrained(killed_driver_then_rerun):
+    c = killed_driver_then_rerun
+    assert c["again"].returncode == 0, c["again"].stdout[-4000:]
+    done = manifests(c["storage"])
+    la = next(j for j, m in done.items() if m["kind"] == "la" and m["spec"]["languages"] == ["sw"])
+    weights = next(p for p in (c["storage"] / "jobs" / la / "adapter").iterdir() if p.suffix in (".bin", ".safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    third = subprocess.run(sweep_cmd(c, c["path"]), env=c["env"], capture_output=True, text=True, timeout=900)
+    assert third.returncode == 0, third.stdout[-4000:] + third.stderr[-2000:]
+    assert "1 jobs run, 3 reused" in third.stdout  # the LA only: its dependants' ids do not change
+    assert re.search(rf"artifact of {la} at \S+ is damaged \(adapter/\S+ does not match its checksum\)",
+                     third.stderr), third.stderr[-3000:]
+    aside = [p.name for p in (c["storage"] / "corrupt").iterdir()]
+    assert len(aside) == 1 and aside[0].startswith(la), aside
+    new = manifests(c["storage"])[la]
+    assert new["created"] > done[la]["created"]
+    assert (c["storage"] / "jobs" / la / "adapter" / weights.name).stat().st_size > 100
+    runs = job_runs(c)
+    assert sorted(r.data.tags["job_id"] for r in runs) == sorted(done)  # still one run per job
