@@ -73,3 +73,19 @@ def test_dependants_of_a_failed_job_are_not_started(write_sweep):
     downstream = {j.id for j in p.jobs if failed in j.needs}
     assert downstream and all("which failed" in summary.failed[i] for i in downstream)
     assert failed in summary.failed
+
+
+def test_jobs_wait_for_room_on_the_cluster(write_sweep):
+    """Two CPUs, one-CPU jobs: two at a time, whatever their kind; a finished one makes room."""
+    p = plan(write_sweep)
+    jobs = {j.id: j for j in p.jobs}
+    one_cpu = {"la": {"CPU": 1}, "ta": {"CPU": 1}, "eval": {"CPU": 1}}
+    d = Dispatcher(list(p.jobs), {"la": 4, "ta": 4, "eval": 4}, Summary(), {"CPU": 2}, one_cpu)
+    first = drain(d, 0)
+    assert len(first) == 2 and d.suggest("full") is None
+    d.on_trial_complete(trial_of(d, first[0]))
+    assert len(drain(d, 10)) == 1
+    # A job bigger than the whole cluster still runs, alone (the cluster may grow, or Ray says why not).
+    big = Dispatcher(list(p.jobs), {"la": 4, "ta": 4, "eval": 4}, Summary(), {"CPU": 2},
+                     {**one_cpu, "la": {"CPU": 4}})
+    assert [jobs[i].kind for i in drain(big, 0)] == ["la"]

@@ -4,7 +4,8 @@ job and keeps exactly one MLflow run per job (the crashed ones marked failed, th
 adapter file truncated: detected, moved aside, retrained.
 
 Each test starts its own head node (own temp dir, stopped at the end) and runs the real CLI on a tiny
-demo sweep: LAs for en and sw, one MAD-X TA, one evaluation."""
+demo sweep: LAs for en and sw, one MAD-X TA, one evaluation. The first test's storage root is a file://
+URI, so that the object-store code path runs under real Ray with real kills too."""
 from __future__ import annotations
 
 import json
@@ -60,8 +61,8 @@ def cluster(tmp_path, demo_world):
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def sweep_cmd(c, path: Path) -> list[str]:
-    return [sys.executable, "-m", "tlr_ray.sweep", str(path), "--storage", str(c["storage"]),
+def sweep_cmd(c, path: Path, storage: str | None = None) -> list[str]:
+    return [sys.executable, "-m", "tlr_ray.sweep", str(path), "--storage", storage or str(c["storage"]),
             "--tracking-uri", c["uri"]]
 
 
@@ -100,7 +101,9 @@ def job_runs(c) -> list:
 def test_killed_training_worker_resumes_from_its_checkpoint(cluster):
     c = cluster
     path = tiny_sweep(c["tmp"], "killworker", la_steps=250)
-    proc = subprocess.Popen(sweep_cmd(c, path), env=c["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    # The storage root as a URI: the object-store code path of the artifact store, and Ray's storage_path
+    # through pyarrow, on the local disk (file://) where the test can watch it.
+    proc = subprocess.Popen(sweep_cmd(c, path, c["storage"].as_uri()), env=c["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
         def checkpointed_job():
@@ -125,6 +128,7 @@ def test_killed_training_worker_resumes_from_its_checkpoint(cluster):
     assert metrics["resumed_from_step"] >= 10 and metrics["resumed_from_step"] % 10 == 0, metrics
     assert metrics["steps"] == 250
     assert not (c["storage"] / "ray" / "train" / job_id).exists()  # checkpoints removed once published
+    assert not (c["storage"] / "staging").exists()  # a remote root stages in local temp folders
 
 
 @pytest.fixture

@@ -28,11 +28,11 @@ from tlr_ray.storage import join
 from tlr_ray.tracking import Tracker
 
 log = logging.getLogger("tlr_ray")
-LIVE = "live/"
+LIVE = "live/"  # prefix of metrics reported during training (the rest of a Tune result is Tune's own)
 STATE_FILE = "training_state.pt"  # inside a Ray Train checkpoint: tlr_ray.train.loop's whole state
 # What a training trial itself holds while its Ray Train workers do the work: a little memory and no
 # CPU, so that N one-CPU workers fit N CPUs (Ray refuses an empty resource request).
-DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 2**20}  # prefix of metrics reported during training (the rest of a Tune result is Tune's own)
+DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 2**20}
 
 
 @dataclass
@@ -244,16 +244,21 @@ def connect(verbose: bool = False) -> None:
                  logging_level=logging.WARNING, configure_logging=True)
 
 
+def demand(res: Resources, kind: str) -> dict[str, float]:
+    """The CPUs/GPUs one job of this kind occupies while it runs (its workers, or the eval trial)."""
+    workers = res.num_workers if kind != "eval" else 1
+    out = {"CPU": res.cpus_per_worker * workers}
+    if res.use_gpu:
+        out["GPU"] = (res.gpus_per_worker or 1) * workers
+    return out
+
+
 def concurrency(res: Resources, kind: str, configured: int | None) -> int:
     """How many trials of this kind fit the cluster at once (a GPU-less cluster counts CPUs only)."""
     if configured:
         return configured
     total = ray.cluster_resources()
-    workers = res.num_workers if kind != "eval" else 1
-    fits = total.get("CPU", 1) // max(res.cpus_per_worker * workers, 1e-9)
-    if res.use_gpu:
-        fits = min(fits, total.get("GPU", 0) // max((res.gpus_per_worker or 1) * workers, 1e-9))
-    return max(1, int(fits))
+    return max(1, int(min(total.get(k, 0) // max(v, 1e-9) for k, v in demand(res, kind).items())))
 
 
 class Dispatcher(Searcher):
@@ -262,13 +267,29 @@ class Dispatcher(Searcher):
     A Tune searcher is the hook Tune offers for choosing the next trial while others run: `suggest`
     returns a job whose inputs exist, None (Tune asks again later) while the remaining jobs wait for
     running ones, and FINISHED when none is left. Plan order (la, ba, ta, eval) sets the priority, and
-    each kind runs at most `limits[kind]` trials at once; a job whose input failed is not started."""
+    each kind runs at most `limits[kind]` trials at once; a job whose input failed is not started.
+    With a `capacity` (the cluster's CPUs/GPUs), jobs also go out only while the running ones leave room
+    for them: a training trial holds no CPU itself, and without this, trials whose workers cannot be
+    placed yet would pile up as idle processes. No capacity (an autoscaling cluster, which grows on
+    demand): the per-kind limits alone."""
 
-    def __init__(self, todo: list[Job], limits: dict[str, int], summary: Summary):
+    def __init__(self, todo: list[Job], limits: dict[str, int], summary: Summary,
+                 capacity: dict[str, float] | None = None, demands: dict[str, dict] | None = None):
         super().__init__()
         self.pending, self.limits, self.summary = list(todo), limits, summary
+        self.capacity, self.demands = capacity, demands or {}
         self.waiting_on = {j.id for j in todo}            # finished jobs leave this set
         self.running: dict[str, Job] = {}                 # Tune trial id -> job
+
+    def fits(self, kind: str) -> bool:
+        if self.capacity is None or not self.running:
+            return True
+        used: dict[str, float] = {}
+        for job in self.running.values():
+            for k, v in self.demands.get(job.kind, {}).items():
+                used[k] = used.get(k, 0) + v
+        return all(used.get(k, 0) + v <= self.capacity.get(k, 0) + 1e-9
+                   for k, v in self.demands.get(kind, {}).items())
 
     def suggest(self, trial_id: str) -> dict | None:
         busy = [j.kind for j in self.running.values()]
@@ -277,7 +298,8 @@ class Dispatcher(Searcher):
                 self.pending.remove(job)
                 self.summary.failed[job.id] = f"needs {', '.join(failed)}, which failed"
                 continue
-            if busy.count(job.kind) < self.limits[job.kind] and not self.waiting_on.intersection(job.needs):
+            if (busy.count(job.kind) < self.limits[job.kind] and not self.waiting_on.intersection(job.needs)
+                    and self.fits(job.kind)):
                 self.pending.remove(job)
                 self.running[trial_id] = job
                 return {"job_id": job.id}
@@ -321,13 +343,16 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
     ex = sweep.config.execution
     kinds = {j.id: j.kind for j in todo}
     limits = {kind: concurrency(sweep.resources(kind), kind, ex.max_concurrent_trials) for kind in set(kinds.values())}
+    demands = {kind: demand(sweep.resources(kind), kind) for kind in limits}
+    # A configured max_concurrent_trials means "the cluster grows": do not hold jobs back to its size now.
+    capacity = None if ex.max_concurrent_trials else ray.cluster_resources()
     trainable = tune.with_parameters(
         job_trial, jobs={j.id: asdict(j) for j in todo}, storage=storage, precision=ex.precision,
         resources={kind: asdict(sweep.resources(kind)) for kind in limits},
         checkpoint_every=ex.checkpoint_every, max_failures=ex.max_failures)
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources(sweep, kinds)),
-        tune_config=tune.TuneConfig(search_alg=Dispatcher(todo, limits, summary), num_samples=len(todo),
+        tune_config=tune.TuneConfig(search_alg=Dispatcher(todo, limits, summary, capacity, demands), num_samples=len(todo),
                                     reuse_actors=True),  # eval trials skip re-importing torch
         run_config=tune.RunConfig(
             name=f"{sweep.name}-{label}-{time.strftime('%Y%m%d-%H%M%S')}",
