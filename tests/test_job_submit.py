@@ -74,10 +74,16 @@ def test_ray_job_submit_runs_the_sweep(head, tmp_path):
     path = tmp_path / "submitted.yaml"
     path.write_text(yaml.safe_dump(sweep))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    r = subprocess.run([RAY, "job", "submit", "--address", address, "--working-dir", ".", "--",
-                        "python", "-m", "tlr_ray.sweep", str(path), "--storage", str(tmp_path / "runs"),
-                        "--tracking-uri", uri], env=env, capture_output=True, text=True, timeout=900)
-    out = r.stdout + r.stderr
+    for _ in range(24):
+        r = subprocess.run([RAY, "job", "submit", "--address", address, "--working-dir", ".", "--",
+                            "python", "-m", "tlr_ray.sweep", str(path), "--storage", str(tmp_path / "runs"),
+                            "--tracking-uri", uri], env=env, capture_output=True, text=True, timeout=900)
+        out = r.stdout + r.stderr
+        # A fresh head accepts jobs once its dashboard agent is up; Ray says to try again, and we do
+        # (the job was not accepted, so nothing runs twice).
+        if "No available agent to submit job" not in out:
+            break
+        time.sleep(5)
     assert r.returncode == 0 and "succeeded" in out.lower(), r.stdout[-3000:] + r.stderr[-1500:]
     assert "### nli / demo_xnli (accuracy)" in out and "10 jobs run" in out  # the sweep's own output
     jobs = subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True, text=True)
