@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -22,13 +24,32 @@ RAY = str(Path(sys.executable).parent / "ray")
 
 def stop_cluster(ray_tmp: str) -> None:
     """Stop only the cluster whose processes run under `ray_tmp` (`ray stop` would stop every Ray
-    process on the machine, a user's own sweeps included)."""
-    for signal in ("-TERM", "-KILL"):
-        subprocess.run(["pkill", signal, "-f", ray_tmp], capture_output=True)
-        for _ in range(30):
-            if subprocess.run(["pgrep", "-f", ray_tmp], capture_output=True).returncode != 0:
-                return
-            time.sleep(1)
+    process on the machine, a user's own sweeps included), with their children: Ray's agents rename
+    their process title, so matching `ray_tmp` alone would leave them holding their ports."""
+    ours = [p for p in psutil.process_iter(["cmdline"]) if ray_tmp in " ".join(p.info["cmdline"] or [])]
+    tree = {p for parent in ours for p in [parent, *_children(parent)]}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in tree:
+            try:
+                p.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
+        _, tree = psutil.wait_procs(list(tree), timeout=20)
+        if not tree:
+            return
+
+
+def _children(p: psutil.Process) -> list[psutil.Process]:
+    try:
+        return p.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def own_ports() -> list[str]:
+    """`ray start` options giving a node free ports for what would otherwise listen on fixed defaults (the
+    dashboard agent's 52365, the client server's 10001), so a node still shutting down cannot block it."""
+    return [f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}"]
 
 
 def free_port() -> int:
@@ -54,7 +75,7 @@ def head(tmp_path, demo_world):
     port, dash = free_port(), free_port()
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     r = subprocess.run([RAY, "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
-                        f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats",
+                        f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats", *own_ports(),
                         f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     try:

@@ -88,23 +88,44 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result():
         torch.manual_seed(0)
         model, saves = Toy(), []
         scores = iter(range(100))
-        args = TrainArgs(batch_size=1, lr=0.1, max_steps=10, eval_every=3)
-        ckpt = Checkpoints(every=2, load=load, save=lambda state, m: saves.append(copy.deepcopy(state)))
+        args = TrainArgs(batch_size=1, lr=0.1, max_steps=10, eval_every=2)
+        # every=3 is rounded up to 4: checkpoints fall on evaluations and report their metrics
+        ckpt = Checkpoints(every=3, load=load, save=lambda state, m: saves.append((copy.deepcopy(state), m)))
         result = run_loop(model, noisy(), lambda step: None, lambda: {"s": float(-next(scores))}, args=args,
                           total_steps=10, score_key="s", higher_is_better=True, device=torch.device("cpu"),
                           checkpoints=ckpt)
-        return model, result, saves
+        return model, result, [state for state, _ in saves], [m for _, m in saves]
 
-    model, result, saves = run(lambda: None)
-    assert [s["step"] for s in saves] == [2, 4, 6, 8] and result.resumed_from_step == 0
-    at4 = saves[1]
-    resumed, again, later = run(lambda: copy.deepcopy(at4))
-    assert again.resumed_from_step == 4 and [s["step"] for s in later] == [6, 8]
+    model, result, saves, reported = run(lambda: None)
+    assert [s["step"] for s in saves] == [4, 8] and result.resumed_from_step == 0
+    assert [m["step"] for m in reported] == [4, 8] and all("s" in m for m in reported)
+    at4 = saves[0]
+    resumed, again, later, _ = run(lambda: copy.deepcopy(at4))
+    assert again.resumed_from_step == 4 and [s["step"] for s in later] == [8]
     assert torch.equal(resumed.w, model.w)
-    assert [h["step"] for h in again.history] == [h["step"] for h in result.history] == [3, 6, 9, 10]
-    assert again.best_step == result.best_step == 3 and torch.equal(again.best_state["w"], result.best_state["w"])
+    assert [h["step"] for h in again.history] == [h["step"] for h in result.history] == [2, 4, 6, 8, 10]
+    assert again.best_step == result.best_step == 2 and torch.equal(again.best_state["w"], result.best_state["w"])
     # Restoring the random state matters: without it the resumed run would see other batches.
     no_rng = copy.deepcopy(at4)
     no_rng["rng"]["torch"] = torch.random.get_rng_state()
-    differs, _, _ = run(lambda: copy.deepcopy(no_rng))
+    differs, _, _, _ = run(lambda: copy.deepcopy(no_rng))
     assert not torch.equal(differs.w, model.w)
+
+
+def test_resuming_a_run_that_had_stopped_early_trains_nothing():
+    from tlr_ray.train.context import Checkpoints
+    saves = []
+    scores = iter([5.0, 4.0, 3.0, 2.0, 1.0])
+    args = TrainArgs(batch_size=1, lr=0.1, max_steps=20, eval_every=2, patience=2)
+    first = run_loop(Toy(), batches(), lambda step: None, lambda: {"s": next(scores)}, args=args, total_steps=20,
+                     score_key="s", higher_is_better=True, device=torch.device("cpu"),
+                     checkpoints=Checkpoints(every=None, load=lambda: None, save=lambda st, m: saves.append(st)))
+    assert first.stopped_early and first.steps == 6 and saves[-1]["stopped_early"]
+
+    def no_batches():
+        raise AssertionError("a finished run must not draw batches")
+        yield
+    again = run_loop(Toy(), no_batches(), lambda step: None, lambda: {"s": 0.0}, args=args, total_steps=20,
+                     score_key="s", higher_is_better=True, device=torch.device("cpu"),
+                     checkpoints=Checkpoints(every=None, load=lambda: saves[-1], save=lambda st, m: None))
+    assert again.stopped_early and again.steps == 6 and again.best_step == first.best_step == 2

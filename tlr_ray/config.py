@@ -166,8 +166,9 @@ class Execution:
     resources: dict[str, Resources] = field(default_factory=dict)  # keys: la, ta, eval
     max_concurrent_trials: int | None = None       # default: what the cluster's CPUs/GPUs allow
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    # Fault tolerance: a training job checkpoints every `checkpoint_every` steps (default: at each
-    # evaluation) and is retried up to `max_failures` times, resuming from its last checkpoint.
+    # Fault tolerance: a training job checkpoints every `checkpoint_every` steps (rounded up to a multiple
+    # of eval_every; default: at each evaluation) and is retried up to `max_failures` times, resuming from
+    # its last checkpoint.
     checkpoint_every: int | None = None
     max_failures: int = 2
     estimate_on: str = "rtx3090"   # the device row of tlr_ray/step_times.yaml used by --dry-run

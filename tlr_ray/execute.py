@@ -120,8 +120,8 @@ TRAIN_RUNS = ("ray", "train")  # below the storage root: Ray Train's run folders
 
 
 def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources: dict[str, dict],
-              checkpoint_every: int | None = None, max_failures: int = 0) -> None:
-    """One Tune trial = one job."""
+              checkpoint_every: int | None = None, max_failures: int = 0, train_run: str | None = None) -> None:
+    """One Tune trial = one job. `train_run`: the Ray Train run's name, by default the job id (see below)."""
     from tlr_ray.runner import run_job
     from tlr_ray.train.context import JobContext
     quiet_libraries()
@@ -146,7 +146,7 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
                                          resources_per_worker=per_worker),
             # Named by the job id, not the trial: a retried trial, or a rerun of the sweep after its
             # driver died, finds the same run folder and resumes from its last checkpoint.
-            run_config=RunConfig(name=job["id"], storage_path=join(storage, *TRAIN_RUNS),
+            run_config=RunConfig(name=train_run or job["id"], storage_path=join(storage, *TRAIN_RUNS),
                                  failure_config=FailureConfig(max_failures=max_failures),
                                  checkpoint_config=CheckpointConfig(num_to_keep=1),
                                  callbacks=[TuneReportCallback()]))
@@ -155,7 +155,7 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
     if manifest is None:
         raise RuntimeError(f"job {job['id']} finished without an intact artifact")
     if job["kind"] != "eval":
-        store.remove(storage, *TRAIN_RUNS, job["id"])  # the artifact is published: its checkpoints are spent
+        store.remove(storage, *TRAIN_RUNS, train_run or job["id"])  # the artifact is published: its checkpoints are spent
     final = _numeric(manifest["metrics"])
     best = [v for k, v in final.items() if k.startswith("validation_")]  # a TA's selection score
     tune.report({"done_job": 1, "job_seconds": time.perf_counter() - t0, **final,
@@ -352,7 +352,11 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
         checkpoint_every=ex.checkpoint_every, max_failures=ex.max_failures)
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources(sweep, kinds)),
-        tune_config=tune.TuneConfig(search_alg=Dispatcher(todo, limits, summary, capacity, demands), num_samples=len(todo),
+        # max_concurrent_trials wraps the Dispatcher in a ConcurrencyLimiter, which is what lets Tune
+        # keep several trials pending (with a bare searcher it asks for the next only once the last one
+        # has started); the Dispatcher's own limits stay the binding ones.
+        tune_config=tune.TuneConfig(search_alg=Dispatcher(todo, limits, summary, capacity, demands),
+                                    num_samples=len(todo), max_concurrent_trials=sum(limits.values()),
                                     reuse_actors=True),  # eval trials skip re-importing torch
         run_config=tune.RunConfig(
             name=f"{sweep.name}-{label}-{time.strftime('%Y%m%d-%H%M%S')}",

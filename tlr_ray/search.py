@@ -56,8 +56,11 @@ def search_trial(config: dict, sweep: Sweep, storage: str, precision: str, resou
     from tlr_ray.execute import job_trial
     job = searched_ta(with_args(sweep, sweep.config.search.task, config))
     ex = sweep.config.execution
+    # Two trials may sample the same arguments (a `choice`), hence the same job, at once: each keeps its
+    # own Ray Train run folder.
+    from ray import tune
     job_trial({"job_id": job.id}, {job.id: dataclasses.asdict(job)}, storage, precision, {"ta": resources},
-              ex.checkpoint_every, ex.max_failures)
+              ex.checkpoint_every, ex.max_failures, train_run=f"{job.id}-{tune.get_context().get_trial_id()}")
 
 
 def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:

@@ -93,7 +93,9 @@ class Tracker:
         driver known dead is judged: one on this host whose process is gone."""
         for parent in self.client.search_runs([self.experiment_id], "tags.kind = 'sweep' and attributes.status = 'RUNNING'"):
             tags = parent.data.tags
-            if tags.get("driver_host") != socket.gethostname() or _alive(int(tags.get("driver_pid", 0))):
+            pid = int(tags.get("driver_pid", 0))
+            # Our own pid can only be a dead driver's reused one (a restarted container): we have no run yet.
+            if tags.get("driver_host") != socket.gethostname() or (pid != os.getpid() and _alive(pid)):
                 continue
             why = f"the sweep driver (pid {tags.get('driver_pid')}) died"
             for run in self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}' "

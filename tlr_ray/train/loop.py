@@ -82,8 +82,8 @@ def run_loop(
     `evaluate()` returns metrics incl. `score_key`; the best evaluation's trainable parameters are kept
     (not the last's). `report(metrics)` is called after every evaluation (Ray Train reporting).
     `ddp_model` is the DistributedDataParallel wrapper when training on several workers.
-    `checkpoints`: save the whole training state every `checkpoints.every` steps (default: at each
-    evaluation) and, when a saved state exists, continue from it. The result is then the same as an
+    `checkpoints`: save the whole training state every `checkpoints.every` steps (rounded up to a
+    multiple of `eval_every`; default: at each evaluation) and, when a saved state exists, continue from it. The result is then the same as an
     uninterrupted run's on one worker: the batches before the checkpoint are drawn again and skipped
     (cheap next to training on them), and the random state is restored after skipping.
     """
@@ -95,24 +95,26 @@ def run_loop(
     forward = ddp_model or model
     result, since_best, elapsed = LoopResult(), 0, 0.0
     running, n_running, start = 0.0, 0, 0
-    every = (checkpoints.every or args.eval_every) if checkpoints else None
+    # Checkpoints fall on evaluations (every is rounded up to a multiple of eval_every): each checkpoint's
+    # report then carries the evaluation's metrics, which Tune schedulers and searchers require.
+    every = -(-(checkpoints.every or args.eval_every) // args.eval_every) * args.eval_every if checkpoints else None
     saved = checkpoints.load() if checkpoints else None
     if saved is not None:
         model.load_state_dict(saved["params"], strict=False)
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
         for k in ("best_step", "best_score", "best_state", "history", "stopped_early"):
             setattr(result, k, saved[k])
+        start = result.resumed_from_step = saved["step"]
+        if result.stopped_early:  # it had finished: nothing to train
+            result.steps, result.train_seconds = start, saved["elapsed"]
+            return result
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
         since_best, running, n_running, elapsed = (saved["since_best"], saved["running"], saved["n_running"],
                                                    saved["elapsed"])
-        start = result.resumed_from_step = saved["step"]
         for _ in range(start):  # the data iterators are where they were at the checkpoint
             next(batches)
         set_rng_state(saved["rng"])
     t0 = time.perf_counter() - elapsed
-    if result.stopped_early:
-        start = total_steps
-        result.steps = saved["step"]
     for step in range(start, total_steps):
         model.train()
         activate(step)
@@ -149,7 +151,7 @@ def run_loop(
                      "n_running": n_running, "elapsed": time.perf_counter() - t0, "rng": rng_state(),
                      **{k: getattr(result, k) for k in ("best_step", "best_score", "best_state", "history",
                                                          "stopped_early")}}
-            checkpoints.save(state, metrics or {"step": step + 1})
+            checkpoints.save(state, metrics)
         elif metrics is not None:
             report(metrics)
         if result.stopped_early:
