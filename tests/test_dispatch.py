@@ -5,7 +5,8 @@ from __future__ import annotations
 from ray.tune.search import Searcher
 
 from tlr_ray.config import load_sweep
-from tlr_ray.execute import Dispatcher, Summary
+from tlr_ray.dispatch import Dispatcher
+from tlr_ray.execute import Summary
 from tlr_ray.plan import plan_sweep
 
 

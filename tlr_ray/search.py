@@ -69,7 +69,8 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from tlr_ray.execute import DRIVER_RESOURCES, TrackingCallback, concurrency
+    from tlr_ray.dispatch import concurrency
+    from tlr_ray.execute import DRIVER_RESOURCES, TrackingCallback
     search = sweep.config.search
     cached = cache_file(sweep, storage)
     if cached.is_file():

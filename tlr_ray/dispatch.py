@@ -1,0 +1,97 @@
+"""Which job runs next: the `Dispatcher`, a Ray Tune searcher that hands out each job as soon as the jobs
+it needs have finished, within per-kind limits and the cluster's room (docs/architecture.md,
+"Scheduling"). Tune calls it; tests/test_dispatch.py drives it without Ray."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import ray
+from ray.tune.search import Searcher
+
+from tlr_ray.config import Resources
+from tlr_ray.plan import Job
+
+if TYPE_CHECKING:
+    from tlr_ray.execute import Summary
+
+
+def demand(res: Resources, kind: str) -> dict[str, float]:
+    """The CPUs/GPUs one job of this kind occupies while it runs (its workers, or the eval trial)."""
+    workers = res.num_workers if kind != "eval" else 1
+    out = {"CPU": res.cpus_per_worker * workers}
+    if res.use_gpu:
+        out["GPU"] = (res.gpus_per_worker or 1) * workers
+    return out
+
+
+def concurrency(res: Resources, kind: str, configured: int | None) -> int:
+    """How many trials of this kind fit the cluster at once (a GPU-less cluster counts CPUs only)."""
+    if configured:
+        return configured
+    total = ray.cluster_resources()
+    return max(1, int(min(total.get(k, 0) // max(v, 1e-9) for k, v in demand(res, kind).items())))
+
+
+class Dispatcher(Searcher):
+    """Feeds Tune one job at a time, each as soon as every job it needs has finished.
+
+    A Tune searcher is the hook Tune offers for choosing the next trial while others run: `suggest`
+    returns a job whose inputs exist, None (Tune asks again later) while the remaining jobs wait for
+    running ones, and FINISHED when none is left. Plan order (la, ba, ta, eval) sets the priority, and
+    each kind runs at most `limits[kind]` trials at once; a job whose input failed is not started.
+    With a `capacity` (the cluster's CPUs/GPUs), jobs also go out only while the running ones leave room
+    for them: a training trial holds no CPU itself, and without this, trials whose workers cannot be
+    placed yet would pile up as idle processes. No capacity (an autoscaling cluster, which grows on
+    demand): the per-kind limits alone."""
+
+    def __init__(self, todo: list[Job], limits: dict[str, int], summary: Summary,
+                 capacity: dict[str, float] | None = None, demands: dict[str, dict] | None = None):
+        super().__init__()
+        self.pending, self.limits, self.summary = list(todo), limits, summary
+        self.capacity, self.demands = capacity, demands or {}
+        self.waiting_on = {j.id for j in todo}            # finished jobs leave this set
+        self.running: dict[str, Job] = {}                 # Tune trial id -> job
+
+    def fits(self, kind: str) -> bool:
+        if self.capacity is None or not self.running:
+            return True
+        used: dict[str, float] = {}
+        for job in self.running.values():
+            for k, v in self.demands.get(job.kind, {}).items():
+                used[k] = used.get(k, 0) + v
+        return all(used.get(k, 0) + v <= self.capacity.get(k, 0) + 1e-9
+                   for k, v in self.demands.get(kind, {}).items())
+
+    def suggest(self, trial_id: str) -> dict | None:
+        busy = [j.kind for j in self.running.values()]
+        for job in list(self.pending):
+            if failed := [n for n in job.needs if n in self.summary.failed]:
+                self.pending.remove(job)
+                self.summary.failed[job.id] = f"needs {', '.join(failed)}, which failed"
+                continue
+            if (busy.count(job.kind) < self.limits[job.kind] and not self.waiting_on.intersection(job.needs)
+                    and self.fits(job.kind)):
+                self.pending.remove(job)
+                self.running[trial_id] = job
+                return {"job_id": job.id}
+        if not self.pending:
+            return Searcher.FINISHED
+        if not self.running:  # cannot happen with a plan in dependency order; never hang on it
+            raise RuntimeError(f"jobs wait on jobs that are neither running nor planned: "
+                               f"{[j.id for j in self.pending]}")
+        return None
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: a rerun of the sweep finds its finished jobs by their artifacts."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """See `save`."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        job = self.running.pop(trial_id, None)
+        if job is None:
+            return
+        if error:  # TrackingCallback records why; make sure dependants see it even if it runs later
+            self.summary.failed.setdefault(job.id, "failed")
+        else:
+            self.waiting_on.discard(job.id)
