@@ -11,7 +11,8 @@ cannot disagree on a number, a bold cell or a mark; only the markup differs:
 | HTML | `<strong>` | `*` after the cell | `–` | `±` |
 
 The star is content, not markup (it is the paper's significance mark), so CSV keeps it.
-Rules for the numbers (two decimals, bold on displayed values, missing cells) are table.py's.
+Rules for the numbers (two decimals, bold on displayed values, missing cells) and which cells are
+bold (`analysis.table.bold_cells`, following the table's TableRules) are table.py's.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.table import MISSING, _shown, best_shown, value_columns
+from analysis.table import MISSING, bold_cells, value_columns
 
 
 @dataclass
@@ -50,12 +51,13 @@ def grid(table: pd.DataFrame, marks=None,
     `marks`: an `analysis.significance.Marks` (or None): its `stars` are (row, column) cells
     to mark and `pvalues` their p-values. `show_std` appends "± std" over seeds to value cells.
     A cell with a secondary metric (QA EM) reads "F1/EM"; bold is decided on the first number.
+    Bold cells are `analysis.table.bold_cells(table)`: the table's rules decide, not the format.
     """
     stars = getattr(marks, "stars", set()) or set()
     pvalues = getattr(marks, "pvalues", {}) or {}
     std = table.attrs.get("std", {}) if show_std else {}
     second = table.attrs.get("secondary")
-    best = best_shown(table)
+    bold = bold_cells(table)
     header = [table.index.name or "Method", *table.columns]
     rows = []
     for label, row in table.iterrows():
@@ -73,9 +75,8 @@ def grid(table: pd.DataFrame, marks=None,
                 s2 = second["std"].get(label, {}).get(col) if show_std else None
                 sep = " / " if show_std else "/"   # keep "a ± b / c ± d" readable
                 text += sep + _number(v2, s2)
-            bold = col in best and not _missing(v) and _shown(v) == best[col]
             p = pvalues.get((label, col))
-            cells.append(Cell(text, bold=bold, star=(label, col) in stars,
+            cells.append(Cell(text, bold=(label, col) in bold, star=(label, col) in stars,
                               title=None if p is None else f"p = {p:.3g}"))
         rows.append(cells)
     return header, rows

@@ -2,7 +2,7 @@
 across datasets and its bar figure, as markdown, LaTeX, CSV or a static HTML page.
 
     python -m analysis.report RESULTS [--baseline MAD-X] [--format markdown|latex|csv|html]
-        [--out FILE] [--order V1,V2,...] [--metric M] [--show-std]
+        [--out FILE] [--order V1,V2,...] [--metric M] [--show-std] [--bold-all-rows]
         [--test ttest_ind|ttest_rel|welch] [--alpha 0.05] [--resamples 1000] [--bootstrap-seed 0]
         [--figure PNG] [--tracking-uri URI]
 
@@ -22,7 +22,8 @@ import pandas as pd
 from analysis.document import FORMATS, Report, Section, render_document
 from analysis.significance import SEED_TESTS, table_marks
 from analysis.summary import summary_table
-from analysis.table import heading, ordered_rows, paper_tables
+from analysis.table import (ALL_ROWS_RULES, PAPER_RULES, TableRules, heading, ordered_rows,
+                            paper_tables)
 from analysis.tidy import from_mlflow, from_parquet, validate
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"   # the same default as tlr_ray.results
@@ -52,10 +53,11 @@ def _notes(table: pd.DataFrame, show_std: bool) -> list[str]:
 
 def build(df: pd.DataFrame, baseline: str = "MAD-X", order=None, metric: str | None = None,
           test: str = "ttest_ind", alpha: float = 0.05, show_std: bool = False,
-          resamples: int = 1000, seed: int = 0) -> Report:
-    """Everything a report shows, format-free."""
+          resamples: int = 1000, seed: int = 0, rules: TableRules = PAPER_RULES) -> Report:
+    """Everything a report shows, format-free. `rules`: analysis.table.TableRules, default the
+    TLR paper's (PAPER_RULES); ALL_ROWS_RULES is `--bold-all-rows`."""
     df = validate(df)
-    tables = paper_tables(df, baseline=baseline, variant_order=order, metric=metric)
+    tables = paper_tables(df, baseline=baseline, variant_order=order, metric=metric, rules=rules)
     sections = []
     for table in tables.values():
         marks = table_marks(table, df, test=test, alpha=alpha, resamples=resamples, seed=seed)
@@ -66,13 +68,13 @@ def build(df: pd.DataFrame, baseline: str = "MAD-X", order=None, metric: str | N
         s = summary_table(tables, ordered_rows(df, order))
         summary = Section("Summary: average per dataset", s, None,
                           ["Each cell is the avg column of that dataset's table (primary metric; "
-                           "QA F1/EM); – = the variant lacks a language of the dataset. Bold = "
-                           "best per dataset."])
+                           "QA F1/EM); – = the variant lacks a language of the dataset. "
+                           + rules.describe("dataset", avg=False, ties=False) + "."])
     sweeps = sorted(df["sweep"].unique())
     title = f"Results of sweep {', '.join(sweeps)}" if sweeps else "Results"
     intro = (f"Rows are variants, columns target languages; avg = mean over the languages "
              f"(– if any is missing); Better = k/n, the languages (of n where both have a score) "
-             f"where the row beats {baseline}. Bold = best per language (ties all bold); values "
+             f"where the row beats {baseline}{rules.describe_better()}. {rules.describe()}; values "
              f"in percent, two decimals.")
     return Report(title, intro, sections, summary, show_std=show_std)
 
@@ -112,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", help="row order, comma-separated (unlisted variants follow)")
     p.add_argument("--metric", help="metric to show (default: each task's primary metric)")
     p.add_argument("--show-std", action="store_true", help="cells read 'mean ± std' over seeds")
+    p.add_argument("--bold-all-rows", action="store_true",
+                   help="the rules before the TLR paper's: every row competes for bold (the "
+                        "ablations LEAVE-OUT-TASK/-TARG too, so the mark may sit on them), BAD-X "
+                        "has a Better count, avg is not bolded")
     p.add_argument("--test", choices=list(SEED_TESTS), default="ttest_ind",
                    help="t-test over seeds (default: ttest_ind)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
@@ -144,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings.warn(f"no evaluation results in {args.results}")
         report = build(df, baseline=args.baseline, order=order, metric=args.metric,
                        test=args.test, alpha=args.alpha, show_std=args.show_std,
-                       resamples=args.resamples, seed=args.bootstrap_seed)
+                       resamples=args.resamples, seed=args.bootstrap_seed,
+                       rules=ALL_ROWS_RULES if args.bold_all_rows else PAPER_RULES)
         written = write(report, args.format, args.out, args.figure)
         if written:
             print("wrote " + ", ".join(map(str, written)), file=sys.stderr)

@@ -1,8 +1,11 @@
 """Significance of a variant's gain over the baseline, marked the way the TLR paper does.
 
 A *best* (bold) cell of a non-baseline row gets an asterisk when its gain over the baseline on
-that language is NOT significant (p >= alpha, default 0.05, or no gain at all). Only bold cells
-are tested: that is all the mark speaks about. Which test (docs/report.md):
+that language is NOT significant (p >= alpha, default 0.05, or no gain at all). Only bold language
+cells are tested: that is all the mark speaks about. Bold is `analysis.table.bold_cells`, so the
+mark follows the table's rules: a row kept out of bold (the ablations LEAVE-OUT-TASK/-TARG under
+the paper's rules) is never tested or marked, even where it is higher. A bold avg is not tested
+(the tests are per language). Which test (docs/report.md):
 
 - several seeds on both sides: Student's t-test over the per-seed scores, `ttest_ind` (default),
   `ttest_rel` (paired by seed, on the seeds both have) or `welch` (ttest_ind, equal_var=False);
@@ -23,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis import predictions
-from analysis.table import _shown, best_shown, row_labels
+from analysis.table import bold_cells, row_labels, value_columns
 
 SEED_TESTS = {"ttest_ind": "Student's t-test over seeds, scipy.stats.ttest_ind",
               "ttest_rel": "t-test over seeds paired by seed, scipy.stats.ttest_rel",
@@ -191,12 +194,13 @@ def table_marks(table: pd.DataFrame, data: pd.DataFrame, test: str = "ttest_ind"
     if baseline is None:
         return marks
     tester = _Tester(table, data, test, resamples, seed)
-    for col, best in best_shown(table).items():
-        if best is None or pd.isna(table.at[baseline, col]):
+    bold = bold_cells(table)
+    for col in value_columns(table):          # languages; avg is not tested
+        if pd.isna(table.at[baseline, col]):
             continue
         for row in table.index:
             v = table.at[row, col]
-            if row == baseline or pd.isna(v) or _shown(v) != best:
+            if row == baseline or (row, col) not in bold:
                 continue
             try:
                 p, method = tester.pvalue(row, baseline, col)

@@ -3,7 +3,9 @@ paper's Tables 3/4), and the data behind the summary bar figure.
 
 A cell is the `avg` of that dataset's table, so it inherits its rules: the mean over the
 dataset's languages of the seed means, missing ("–") when the variant lacks any language of the
-dataset. QA columns carry EM too ("F1/EM"), as in the per-dataset tables. Bold = best per column.
+dataset. QA columns carry EM too ("F1/EM"), as in the per-dataset tables. Bold = best per column,
+among the rows the tables' rules let compete for bold (`attrs["no_bold"]`: a row kept out of bold
+in a dataset table, the paper's ablations, is kept out here too).
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ def summary_table(tables: dict, row_order: list[str] | None = None) -> pd.DataFr
                 second.setdefault(row, {})[col] = values.get(row, {}).get("avg", float("nan"))
             metrics[col] += "/" + table.attrs["secondary"]["metric"]
     out.attrs["metrics"] = metrics
+    excluded = {r for table in tables.values() for r in table.attrs.get("no_bold", ())}
+    out.attrs["no_bold"] = [r for r in rows if r in excluded]
     if second:
         out.attrs["secondary"] = {"metric": "EM", "values": second, "std": {}}
     return out

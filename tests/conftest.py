@@ -56,6 +56,16 @@ def write_sweep(tmp_path):
     return write
 
 
+def run_corpora(plan, storage) -> None:
+    """Prepare the plan's corpora (the `corpus` jobs every LA/BA needs), as a sweep does first."""
+    from dataclasses import asdict
+
+    from tlr_ray.runner import run_job
+    from tlr_ray.train.context import JobContext
+    for job in plan.of_kind("corpus"):
+        run_job(asdict(job), str(storage), JobContext())
+
+
 TINY_ARGS = {"max_steps": 2, "eval_every": 2, "batch_size": 8, "max_seq_length": 32}
 
 
@@ -74,7 +84,7 @@ def run_tiny_sweep(storage, tasks: dict, languages, variants=("MAD-X",), overrid
     sweep = load_sweep("sweeps/demo.yaml", {
         "variants": list(variants), "tasks": tasks,
         "language_adapters": {"corpora": {l: f"demo://text/{l}.txt" for l in languages},
-                              "train_args": TINY_ARGS, "max_corpus_lines": 100},
+                              "train_args": TINY_ARGS, "max_corpus_lines": 400},
         **(overrides or {})})
     plan = plan_sweep(sweep)
     for job in plan.jobs:

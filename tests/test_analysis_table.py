@@ -27,7 +27,7 @@ def tidy(rows, task="nli", dataset="americas_nli", metric="accuracy"):
 
 # Two seeds each. Means: MAD-X 51 / 61 / 70 (avg 60.67); BILINGUAL 54 / 61 / 72 (avg 62.33,
 # beats MAD-X on aym and quy, ties on gn -> 2/3); TARGET 40 / 61 / missing (avg missing, 0/2).
-# gn is a three-way tie at 61.00: all bold.
+# gn is a three-way tie at 61.00: all bold. BILINGUAL has the best avg: bold (the TLR paper's rule).
 MAIN = tidy([
     ("MAD-X", 1, "aym", 50.0), ("MAD-X", 2, "aym", 52.0),
     ("MAD-X", 1, "gn", 60.0), ("MAD-X", 2, "gn", 62.0),
@@ -44,7 +44,7 @@ MAIN_MD = """\
 |---|---|---|---|---|---|
 | MAD-X | 51.00 | **61.00** | 70.00 | 60.67 |  |
 | TARGET | 40.00 | **61.00** | – | – | 0/2 |
-| BILINGUAL | **54.00** | **61.00** | **72.00** | 62.33 | 2/3 |
+| BILINGUAL | **54.00** | **61.00** | **72.00** | **62.33** | 2/3 |
 """
 
 
@@ -78,7 +78,7 @@ def test_baseline_absent_drops_better():
     assert "Better" not in t.columns
     md = render_markdown(t)
     assert md.splitlines()[0] == "| Method | AYM | GN | QUY | avg |"
-    assert "| BILINGUAL | **54.00** | **61.00** | **72.00** | 62.33 |" in md
+    assert "| BILINGUAL | **54.00** | **61.00** | **72.00** | **62.33** |" in md
 
 
 def test_other_baseline_and_variant_order():
@@ -93,7 +93,7 @@ def test_unknown_variants_alphabetical_and_ratio_rows():
                ("BAD-X", 1, "gn", 4.0, "5:1"), ("BAD-X", 1, "gn", 5.0, "2:1")])
     t = paper_tables(df)[("nli", "americas_nli")]
     assert list(t.index) == ["MAD-X", "BAD-X (2:1)", "BAD-X (5:1)", "ALPHA", "ZETA"]
-    assert list(t["Better"]) == ["", "1/1", "1/1", "0/1", "0/1"]
+    assert list(t["Better"]) == ["", "", "", "0/1", "0/1"]    # the paper gives BAD-X no Better
 
 
 def test_metric_choice_per_task():
@@ -116,11 +116,12 @@ def test_metric_choice_per_task():
 
 
 def test_display_rounding_decides_ties():
-    # 61.004 and 60.996 both show as 61.00: tied, so both bold and not "better".
+    # 61.004 and 60.996 both show as 61.00: tied, so both bold and not "better" (in gn and in
+    # avg, which is bold too).
     df = tidy([("MAD-X", 1, "gn", 61.004), ("BILINGUAL", 1, "gn", 60.996)])
     t = paper_tables(df)[("nli", "americas_nli")]
     assert list(t["Better"]) == ["", "0/1"]
-    assert render_markdown(t).count("**61.00**") == 2
+    assert render_markdown(t).count("**61.00**") == 4
 
 
 def test_uneven_seeds_warn():
@@ -173,7 +174,7 @@ def test_qa_cells_f1_em_decided_on_f1():
     md = render_markdown(t)
     assert "| MAD-X | 60.00/45.00 | **50.00/40.00** | 55.00/42.50 |  |" in md
     # EM missing for one language: shown missing after the F1, and the EM avg is missing too.
-    assert "| TASK-MULTI | **62.00/44.00** | 49.00/– | 55.50/– | 1/2 |" in md
+    assert "| TASK-MULTI | **62.00/44.00** | 49.00/– | **55.50/–** | 1/2 |" in md
     assert format_all(df).startswith("### qa / xquad (f1/exact_match)")
     # Asked for EM itself: plain EM cells.
     em = paper_tables(df, metric="exact_match")[("qa", "xquad")]

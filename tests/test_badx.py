@@ -9,6 +9,7 @@ import pytest
 from tlr_ray.config import load_sweep
 from tlr_ray.plan import plan_sweep
 from tlr_ray.runner import run_job
+from conftest import run_corpora
 from tlr_ray.sampling import ba_schedule, interleave, ma_schedule, parse_ratio
 from tlr_ray.train.context import JobContext
 from tlr_ray.typed_yaml import ConfigError
@@ -104,7 +105,9 @@ def test_ba_recipe_trains_on_both_corpora_and_selects_on_target(demo_world, tmp_
         "tasks": {"nli": {"train": "demo_multinli", "eval": ["demo_xnli"], "train_args": tiny}},
         "language_adapters": {"corpora": {l: f"demo://text/{l}.txt" for l in ("en", "sw", "th")},
                               "max_corpus_lines": 200}})
-    ba = next(j for j in plan_sweep(sweep).of_kind("ba") if j.languages == ("en", "sw"))
+    plan = plan_sweep(sweep)
+    ba = next(j for j in plan.of_kind("ba") if j.languages == ("en", "sw"))
+    run_corpora(plan, tmp_path)
     metrics = run_job(asdict(ba), str(tmp_path), JobContext())
     best = next(h for h in metrics["history"] if h["step"] == metrics["best_step"])
     assert metrics["heldout_perplexity"] == best["perplexity_sw"]  # selected on the target's text

@@ -14,6 +14,13 @@ def plan(write_sweep):
     return plan_sweep(load_sweep(write_sweep(variants=["MAD-X", "TARGET"])))
 
 
+def past_corpora(d: Dispatcher) -> None:
+    """Hand out and finish every corpus job (they all run before anything else)."""
+    while any(j.kind == "corpus" for j in d.pending):
+        for job_id in drain(d, 1000):
+            d.on_trial_complete(trial_of(d, job_id))
+
+
 def drain(d: Dispatcher, start: int) -> list[str]:
     """Ask until the dispatcher has nothing ready; the suggested job ids."""
     out = []
@@ -29,7 +36,8 @@ def trial_of(d: Dispatcher, job_id: str) -> str:
 def test_a_job_starts_once_its_own_inputs_exist(write_sweep):
     p = plan(write_sweep)
     jobs = {j.id: j for j in p.jobs}
-    d = Dispatcher(list(p.jobs), {"la": 2, "ta": 4, "eval": 4}, Summary())
+    d = Dispatcher(list(p.jobs), {"corpus": 4, "la": 2, "ta": 4, "eval": 4}, Summary())
+    past_corpora(d)
     first = drain(d, 0)
     assert [jobs[i].kind for i in first] == ["la", "la"]  # the kind's limit, in plan order
     assert d.suggest("waiting") is None  # everything else waits on running jobs
@@ -46,7 +54,7 @@ def test_a_job_starts_once_its_own_inputs_exist(write_sweep):
 
 def test_everything_runs_in_dependency_order_and_then_finishes(write_sweep):
     p = plan(write_sweep)
-    d = Dispatcher(list(p.jobs), {"la": 1, "ta": 1, "eval": 1}, Summary())
+    d = Dispatcher(list(p.jobs), {"corpus": 1, "la": 1, "ta": 1, "eval": 1}, Summary())
     finished: list[str] = []
     while True:
         config = d.suggest(f"t{len(finished)}")
@@ -63,7 +71,8 @@ def test_everything_runs_in_dependency_order_and_then_finishes(write_sweep):
 def test_dependants_of_a_failed_job_are_not_started(write_sweep):
     p = plan(write_sweep)
     summary = Summary()
-    d = Dispatcher(list(p.jobs), {"la": 10, "ta": 10, "eval": 10}, summary)
+    d = Dispatcher(list(p.jobs), {"corpus": 10, "la": 10, "ta": 10, "eval": 10}, summary)
+    past_corpora(d)
     las = drain(d, 0)
     failed = las[0]
     d.on_trial_complete(trial_of(d, failed), error=True)
@@ -80,13 +89,31 @@ def test_jobs_wait_for_room_on_the_cluster(write_sweep):
     """Two CPUs, one-CPU jobs: two at a time, whatever their kind; a finished one makes room."""
     p = plan(write_sweep)
     jobs = {j.id: j for j in p.jobs}
-    one_cpu = {"la": {"CPU": 1}, "ta": {"CPU": 1}, "eval": {"CPU": 1}}
-    d = Dispatcher(list(p.jobs), {"la": 4, "ta": 4, "eval": 4}, Summary(), {"CPU": 2}, one_cpu)
+    one_cpu = {"corpus": {"CPU": 1}, "la": {"CPU": 1}, "ta": {"CPU": 1}, "eval": {"CPU": 1}}
+    limits = {"corpus": 4, "la": 4, "ta": 4, "eval": 4}
+    d = Dispatcher(list(p.jobs), limits, Summary(), {"CPU": 2}, one_cpu)
     first = drain(d, 0)
     assert len(first) == 2 and d.suggest("full") is None
     d.on_trial_complete(trial_of(d, first[0]))
     assert len(drain(d, 10)) == 1
     # A job bigger than the whole cluster still runs, alone (the cluster may grow, or Ray says why not).
-    big = Dispatcher(list(p.jobs), {"la": 4, "ta": 4, "eval": 4}, Summary(), {"CPU": 2},
-                     {**one_cpu, "la": {"CPU": 4}})
+    big = Dispatcher(list(p.jobs), limits, Summary(), {"CPU": 2}, {**one_cpu, "la": {"CPU": 4}})
+    past_corpora(big)
     assert [jobs[i].kind for i in drain(big, 0)] == ["la"]
+
+
+def test_corpora_are_prepared_before_any_other_job_starts(write_sweep):
+    """A bad corpus must fail before GPU time is spent: nothing else starts while a corpus job is left."""
+    p = plan(write_sweep)
+    jobs = {j.id: j for j in p.jobs}
+    d = Dispatcher(list(p.jobs), {"corpus": 2, "la": 4, "ta": 4, "eval": 4}, Summary())
+    first = drain(d, 0)
+    assert [jobs[i].kind for i in first] == ["corpus", "corpus"]  # 4 corpora, 2 at a time, nothing else
+    for job_id in first:
+        d.on_trial_complete(trial_of(d, job_id))
+    second = drain(d, 10)
+    assert [jobs[i].kind for i in second] == ["corpus", "corpus"]
+    d.on_trial_complete(trial_of(d, second[0]))
+    assert d.suggest("still one corpus running") is None  # the en LA's corpus is done, yet it waits
+    d.on_trial_complete(trial_of(d, second[1]))
+    assert {jobs[i].kind for i in drain(d, 20)} == {"la"}

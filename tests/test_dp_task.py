@@ -68,6 +68,11 @@ def test_task_is_registered_and_options_are_checked():
         make_task(strip=True)
     with pytest.raises(ValueError, match="strip_subtypes must be true or false"):
         make_task(strip_subtypes="no")
+    assert task.root_words == "score" and get_task("dp", {"root_words": "ignore"}).root_words == "ignore"
+    with pytest.raises(ValueError, match=r"unknown option\(s\) root.*valid options: strip_subtypes .*; root_w"):
+        make_task(root=True)
+    with pytest.raises(ValueError, match="root_words must be one of score, ignore, got 'skip'"):
+        make_task(root_words="skip")
 
 
 def test_attachment_scores_by_hand():
@@ -258,6 +263,61 @@ def test_truncated_words_are_not_trained_and_count_as_wrong(ud, demo_world, toke
     assert records[0]["predicted_heads"][k:] == [None] * (len(HEADS[0]) - k)
     assert records[0]["words"] + records[1]["words"] == 15
     assert metrics["uas"] <= 100 * (15 - (len(HEADS[0]) - k)) / 15
+
+
+def test_root_words_ignore_as_the_reference(ud, demo_world, tokenizer):
+    """root_words: ignore (the reference, whose padding id 0 is the root's index): words whose gold head
+    is the root are masked out of the loss and left out of UAS/LAS; the default trains and scores them."""
+    from adapters import AutoAdapterModel
+    from analysis.predictions import from_frame
+    import pandas as pd
+
+    score, ignore = get_task("dp"), get_task("dp", {"root_words": "ignore"})
+    examples = score.load(ud, "train", None)
+    tok_score = score.tokenize(examples, tokenizer, max_length=64)
+    tok_ignore = ignore.tokenize(examples, tokenizer, max_length=64)
+    assert [r["labels_arcs"] for r in tok_score] == HEADS                     # default: root arcs trained
+    assert [r["labels_arcs"] for r in tok_ignore] == [[h if h else -1 for h in hs] for hs in HEADS]
+    for s_row, i_row in zip(tok_score, tok_ignore):
+        assert i_row["labels_rels"] == [r if h else -1 for h, r in zip(s_row["heads"], s_row["labels_rels"])]
+        assert i_row["heads"] == s_row["heads"] and i_row["word_starts"] == s_row["word_starts"]
+
+    torch.manual_seed(0)
+    model = AutoAdapterModel.from_pretrained(demo_world / "model")
+    ignore.add_head(model, "dp_root")
+    with torch.no_grad():   # a fresh biaffine head scores everything 0: give it some opinions
+        for p in model.heads["dp_root"].parameters():
+            p.normal_(0, 0.01)
+    model.eval()   # no dropout: the loss below is recomputed by hand from the same scores
+    batch = ignore.collate([tok_ignore[0], tok_ignore[1]], tokenizer)
+    with torch.no_grad():
+        out = model(**batch)
+        mask = batch["labels_arcs"].ne(-1)
+        assert mask.sum() == sum(len(h) for h in HEADS) - 2                   # one root word per sentence
+        arcs, rels = batch["labels_arcs"][mask], batch["labels_rels"][mask]
+        ce = torch.nn.functional.cross_entropy
+        by_hand = ce(out.arc_preds[mask], arcs) + ce(out.rel_preds[mask][torch.arange(len(arcs)), arcs], rels)
+        assert torch.allclose(out.loss, by_hand)                              # only the non-root words
+        with_root = model(**score.collate([tok_score[0], tok_score[1]], tokenizer)).loss
+        assert not torch.allclose(out.loss, with_root)
+
+    m_score, r_score = score.evaluate(model, tok_score, tokenizer, batch_size=2, device="cpu")
+    m_ignore, r_ignore = ignore.evaluate(model, tok_ignore, tokenizer, batch_size=2, device="cpu")
+    assert m_score == attachment_scores([(r["heads"], r["deprels"]) for r in r_score],        # unchanged
+                                        [(r["predicted_heads"], r["predicted_deprels"]) for r in r_score])
+    assert "scored_words" not in r_score[0] and len(r_score[0]["heads"]) == r_score[0]["words"]
+    kept = [[j for j, h in enumerate(r["heads"]) if h] for r in r_score]    # the same model, same predictions
+    assert [r["scored_words"] for r in r_ignore] == [[j + 1 for j in js] for js in kept]
+    assert [r["words"] for r in r_ignore] == [len(h) for h in HEADS]
+    for key in ("heads", "predicted_heads", "deprels", "predicted_deprels"):
+        assert [r[key] for r in r_ignore] == [[r[key][j] for j in js] for r, js in zip(r_score, kept)]
+    assert all(0 not in r["heads"] for r in r_ignore)
+    assert m_ignore == attachment_scores([(r["heads"], r["deprels"]) for r in r_ignore],
+                                         [(r["predicted_heads"], r["predicted_deprels"]) for r in r_ignore])
+    # the analysis recomputes the reported score from the records (significance tests)
+    for metric in ("las", "uas"):
+        assert from_frame(pd.DataFrame(r_ignore), "dp", metric).value() == pytest.approx(m_ignore[metric])
+        assert from_frame(pd.DataFrame(r_score), "dp", metric).value() == pytest.approx(m_score[metric])
 
 
 def test_demo_treebanks(demo_world):

@@ -232,3 +232,134 @@ def test_demo_world_files_load(tmp_path):
     for (_, split, lang), source in sources.items():
         counts = collections.Counter(TASK.load(source, split, lang)["label"])
         assert len(counts) == 3 and len(set(counts.values())) == 1, (source.dataset, counts)
+
+
+# ---- option head: adapters (default) or pooler (the reference: AutoModelForSequenceClassification) ----
+def test_head_option_is_checked():
+    from tlr_ray.tasks.nli import make_task
+
+    assert make_task() is TASK and make_task(head="adapters") is TASK and TASK.head == "adapters"
+    assert get_task("nli", {"head": "pooler"}).head == "pooler"
+    with pytest.raises(ValueError, match=r"unknown option\(s\) heads for task 'nli'; valid options: head \("):
+        make_task(heads="pooler")
+    with pytest.raises(ValueError, match="option head must be one of adapters, pooler, got 'linear'"):
+        make_task(head="linear")
+
+
+def test_default_head_is_the_adapters_two_layer_head(tokenizer):
+    from adapters import AutoAdapterModel
+    from transformers import BertConfig
+
+    model = AutoAdapterModel.from_config(BertConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1,
+                                                    num_attention_heads=2, intermediate_size=32))
+    TASK.add_head(model, "nli_default")
+    head = model.heads["nli_default"]
+    layers = [type(m).__name__ for m in head]
+    assert layers == ["Dropout", "Linear", "Activation_Function_Class", "Dropout", "Linear"]
+    assert head.config["activation_function"] == "tanh" and not head.config["use_pooler"]
+    assert (head[1].in_features, head[1].out_features, head[4].out_features) == (16, 16, 3)
+
+
+@pytest.fixture(scope="module")
+def pooler_checkpoint(demo_world, tmp_path_factory) -> Path:
+    """The demo model saved with a pooler. The demo checkpoint is MLM-only (no pooler, as a checkpoint
+    trained without NSP), so its pooler is set here to stand in for mBERT's pretrained one."""
+    from transformers import AutoTokenizer, BertModel
+
+    torch.manual_seed(0)
+    base = BertModel.from_pretrained(demo_world / "model")
+    with torch.no_grad():
+        base.pooler.dense.bias.normal_(0, 0.02)
+    folder = tmp_path_factory.mktemp("pooler_model")
+    base.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(demo_world / "model").save_pretrained(folder)
+    return folder
+
+
+def test_pooler_head_is_the_reference_head_frozen_pooler_and_reloads(mnli, xnli, pooler_checkpoint, tmp_path):
+    from adapters.composition import Stack
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    from tlr_ray.train.models import bottleneck_config, freeze_all_but, task_model
+
+    task = get_task("nli", {"head": "pooler"})
+    tokenizer = AutoTokenizer.from_pretrained(pooler_checkpoint)
+    examples = datasets.concatenate_datasets([task.load(mnli, "train", "en"), task.load(xnli, "test", "sw")])
+    tokenized = task.tokenize(examples, tokenizer, max_length=32)
+    batch = task.collate([tokenized[i] for i in range(len(tokenized))], tokenizer)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+
+    torch.manual_seed(1)
+    model = task_model(str(pooler_checkpoint))
+    pooler = {k: v.clone() for k, v in model.bert.pooler.state_dict().items()}
+    assert pooler["dense.bias"].any()                                  # the checkpoint's, not a fresh one
+    model.add_adapter("ta", config=bottleneck_config(16, False, True, model.config.num_hidden_layers))
+    task.add_head(model, "ta")
+    head = model.heads["ta"]
+    assert [type(m).__name__ for m in head] == ["Dropout", "Linear"] and head[1].out_features == 3
+    assert head.config["use_pooler"] and head.config["layers"] == 1
+    freeze_all_but(model, "ta", heads=True)                            # as the TA recipe does
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert [n for n in trainable if n.startswith("heads.")] == ["heads.ta.1.weight", "heads.ta.1.bias"]
+    assert all(".ta." in n for n in trainable) and not any("pooler" in n for n in trainable)
+
+    # no adapter active: exactly BertForSequenceClassification with the same classifier
+    reference = BertForSequenceClassification.from_pretrained(pooler_checkpoint, num_labels=3).eval()
+    reference.classifier.load_state_dict(head[1].state_dict())
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(**inputs).logits, reference(**inputs).logits, atol=1e-6)
+
+    # a few training steps under Stack(ta): the head and the TA move, the pooler does not
+    model.active_adapters = Stack("ta")
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    before = head[1].weight.detach().clone()
+    for _ in range(3):
+        opt.zero_grad()
+        model(**batch).loss.backward()
+        opt.step()
+    assert not torch.equal(head[1].weight, before)
+    assert all(torch.equal(v, pooler[k]) for k, v in model.bert.pooler.state_dict().items())
+
+    # saved with its head, loaded for evaluation on a fresh model: the same logits and metrics
+    model.save_adapter(str(tmp_path / "adapter"), "ta", with_head=True)
+    fresh = task_model(str(pooler_checkpoint))
+    fresh.load_adapter(str(tmp_path / "adapter"), load_as="ta", with_head=True)
+    fresh.active_adapters = Stack("ta")
+    assert fresh.heads["ta"].config["use_pooler"] and len(fresh.heads["ta"]) == 2
+    model.eval(), fresh.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(**inputs).logits, fresh(**inputs).logits, atol=1e-6)
+    metrics, records = task.evaluate(fresh, tokenized, tokenizer, batch_size=2, device="cpu")
+    assert (metrics, records) == task.evaluate(model, tokenized, tokenizer, batch_size=2, device="cpu")
+
+
+def test_pooler_head_refuses_a_pooler_the_checkpoint_lacks(demo_world, pooler_checkpoint, tokenizer, tmp_path):
+    from adapters import AutoAdapterModel
+    from adapters.composition import Stack
+    from transformers import XLMRobertaConfig
+
+    from tlr_ray.train.models import task_model
+
+    task = get_task("nli", {"head": "pooler"})
+    raw = task_model(str(demo_world / "model"))       # MLM-only checkpoint: a newly initialised pooler
+    with pytest.raises(ValueError, match=r"needs a pretrained pooler.*newly initialised.*head: adapters"):
+        task.add_head(raw, "ta")
+    # an eval job loading a pooler-head TA onto such a model is refused too
+    model = task_model(str(pooler_checkpoint))
+    model.add_adapter("ta")
+    task.add_head(model, "ta")
+    model.save_adapter(str(tmp_path / "adapter"), "ta", with_head=True)
+    raw.load_adapter(str(tmp_path / "adapter"), load_as="ta", with_head=True)
+    raw.active_adapters = Stack("ta")                  # as run_eval does; this activates the head "ta"
+    assert raw.active_head == "ta"
+    data = TASK.tokenize(datasets.Dataset.from_dict({"premise": ["A man."], "hypothesis": ["A dog."],
+                                                     "label": [0]}), tokenizer, max_length=16)
+    with pytest.raises(ValueError, match="needs a pretrained pooler"):
+        task.evaluate(raw, data, tokenizer, batch_size=1, device="cpu")
+    # XLM-R: AutoModelForSequenceClassification uses no pooler there (its head is the adapters one)
+    xlmr = AutoAdapterModel.from_config(XLMRobertaConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1,
+                                                         num_attention_heads=2, intermediate_size=32))
+    with pytest.raises(ValueError, match=r"model type 'xlm-roberta'.*use head: adapters"):
+        task.add_head(xlmr, "ta")

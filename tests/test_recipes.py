@@ -8,6 +8,7 @@ import torch
 from adapters import AutoAdapterModel
 from adapters.composition import Stack
 
+from conftest import run_corpora
 from tlr_ray.config import load_sweep
 from tlr_ray.plan import plan_sweep
 from tlr_ray.runner import run_job
@@ -29,6 +30,7 @@ def tiny_plan(demo_world, tmp_path_factory):
                               "train_args": TINY, "max_corpus_lines": 200}})
     plan = plan_sweep(sweep)
     storage = str(tmp_path_factory.mktemp("storage"))
+    run_corpora(plan, storage)
     return sweep, plan, storage
 
 
@@ -59,7 +61,9 @@ def test_la_recipe_trains_only_the_adapter(tiny_plan, monkeypatch):
     name = model.load_adapter(f"{storage}/jobs/{job['id']}/adapter")
     assert name in model.adapters_config and model.adapters_config.get(name)["inv_adapter"] == "nice"
     layers = model.config.num_hidden_layers
-    assert model.adapters_config.get(name)["leave_out"] == [layers - 1]  # MAD-X 2.0 switch on
+    # Trained on every layer, MAD-X 2.0 switch on or off: the last layer is left out when it is loaded.
+    assert model.adapters_config.get(name)["leave_out"] == [] and sweep.config.leave_out_last_layer
+    assert any(f"layer.{layers - 1}." in k and ".adapters." in k for k in state(model))
 
 
 def test_cycle_position():

@@ -72,7 +72,9 @@ def measure(sweep, plan, storage: str, variant: str, dataset: str, target: str, 
             ("target", ev.spec["adapter"], ev.inputs["data"], ev.spec["split"], ev.spec["code"])):
         name = f"{side}_adapter"
         if adapter_id:
-            load_la(model, artifacts.local_copy(storage, adapter_id) / "adapter", name)
+            # as the TA was trained and evaluated: MAD-X 2.0 drops the LA's last layer at load
+            load_la(model, artifacts.local_copy(storage, adapter_id) / "adapter", name,
+                    ta.spec["leave_out_last_layer"])
         model.active_adapters = Stack(name, "ta") if adapter_id else Stack("ta")
         data = task.load(DataSource(**source), split, code)
         data = data.shuffle(seed=0).select(range(min(examples, len(data))))

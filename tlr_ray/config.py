@@ -24,8 +24,10 @@ from tlr_ray.typed_yaml import ConfigError, build, nearest
 class TrainArgs:
     batch_size: int
     lr: float
-    max_steps: int | None = None   # wins over epochs when both are set
+    max_steps: int | None = None   # exactly this many steps; wins over epochs and the two bounds below
     epochs: float | None = None
+    min_steps: int | None = None   # epochs x batches, raised to at least min_steps...
+    steps_cap: int | None = None   # ...and capped at steps_cap (the LA budget of METHOD.md)
     eval_every: int = 500
     max_seq_length: int = 128
     warmup_ratio: float = 0.0
@@ -44,8 +46,10 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # POS (BAD-X paper): UPOS tagging on the same UD data as DP; not in Table 1, DP's settings used.
     "pos": dict(batch_size=8, epochs=10, lr=5e-5, eval_every=250, max_seq_length=256),
 }
-LA_DEFAULTS: dict[str, Any] = dict(batch_size=8, lr=5e-5, max_steps=100_000, eval_every=1000,
-                                   max_seq_length=256)
+# LA: "a minimum of 100 epochs or 100,000 steps", never fewer than 30,000 (reference: --min_steps 30000
+# --max_steps 100000 --num_train_epochs 100): steps = max(30k, min(100 epochs, 100k)).
+LA_DEFAULTS: dict[str, Any] = dict(batch_size=8, lr=5e-5, epochs=100, min_steps=30_000, steps_cap=100_000,
+                                   eval_every=1000, max_seq_length=256)
 # BAD-X: a BA (or MA) is trained for 50,000 steps, batch 64, lr 1e-4, evaluated every 500 steps.
 BA_DEFAULTS: dict[str, Any] = dict(batch_size=64, lr=1e-4, max_steps=50_000, eval_every=500,
                                    max_seq_length=256)
@@ -62,11 +66,24 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class LanguageOverride:
+    """Per-language settings of `language_adapters.per_language` (the paper: high-resource languages are
+    evaluated every 5,000 steps on a 1% held-out split)."""
+    heldout_fraction: float | None = None   # the corpus's held-out split (every LA/BA/MA reading it)
+    eval_every: int | None = None           # this language's LA (BAs keep bilingual_adapters' setting)
+
+
+@dataclass(frozen=True)
 class LanguageAdapters:
     corpora: dict[str, str] = field(default_factory=dict)  # language -> local text file; else Wikipedia
     wikipedia_dump: str = "20231101"
     train_args: dict[str, Any] = field(default_factory=dict)
     heldout_fraction: float = 0.05
+    # random: a seeded hash of each line's index decides (the same split for every job reading the
+    # corpus); first: the first heldout_fraction of the lines, as the reference (run_mlm's train[:5%]).
+    heldout_split: Literal["random", "first"] = "random"
+    heldout_seed: int = 0
+    per_language: dict[str, LanguageOverride] = field(default_factory=dict)
     max_corpus_lines: int | None = None
     reduction_factor: int = 2
     invertible: bool = True
@@ -94,6 +111,9 @@ class TaskAdapters:
     cycle_index: Literal["global_step", "epoch_step"] = "global_step"
     # Which LA validation on source data uses: the source LA (ours) or the cycle (the reference).
     validation_adapter: Literal["source", "cycle"] = "source"
+    # Per variant, e.g. {TARGET: cycle}: with `source` a TARGET TA is validated with the English LA it
+    # never trained with; `cycle` (its own target LA) is the faithful setting for TARGET.
+    validation_adapter_per_variant: dict[str, Literal["source", "cycle"]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -222,6 +242,7 @@ class Sweep:
     ba_args: TrainArgs
     corpora: dict[str, str]           # canonical language -> absolute text file (others: Wikipedia)
     pretrained: dict[str, str]        # canonical language -> adapter folder (absolute) or Hub id
+    per_language: dict[str, LanguageOverride] = field(default_factory=dict)  # canonical language -> overrides
     problems: tuple[str, ...] = ()    # what must be fixed before running (--dry-run shows the plan anyway)
 
     @property
@@ -234,6 +255,15 @@ class Sweep:
         for spec in self.config.tasks.values():
             out.update(dict.fromkeys(spec.variants or ()))
         return tuple(out)
+
+    def la_args_for(self, lang: str) -> TrainArgs:
+        """The LA arguments of one language: `la_args` with its `per_language` eval_every."""
+        o = self.per_language.get(lang)
+        return replace(self.la_args, eval_every=o.eval_every) if o and o.eval_every else self.la_args
+
+    def heldout_fraction(self, lang: str) -> float:
+        o = self.per_language.get(lang)
+        return o.heldout_fraction if o and o.heldout_fraction else self.config.language_adapters.heldout_fraction
 
     def resources(self, kind: str) -> Resources:
         return self.config.execution.resources.get(kind, Resources())

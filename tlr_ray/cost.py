@@ -34,6 +34,8 @@ def job_steps(job, train_sizes: dict[str, int]) -> int | None:
     size = train_sizes.get(job.dataset or "")
     if job.kind == "ta" and size and args.get("epochs"):
         return math.ceil(args["epochs"] * math.ceil(size / args["batch_size"]))
+    if job.kind in ("la", "ba") and args.get("steps_cap"):
+        return args["steps_cap"]  # the corpus size is known only once prepared: its upper bound
     return None
 
 
@@ -47,7 +49,7 @@ def estimate(plan: Plan, model: str, device: str, train_sizes: dict[str, int],
                 "measure one with benchmarks/step_time.py")
     hours, unknown = defaultdict(float), defaultdict(int)
     for job in plan.jobs:
-        if "pretrained" in job.spec:
+        if "pretrained" in job.spec or job.kind == "corpus":  # corpus jobs run on CPUs
             continue
         if job.kind == "eval":
             hours["eval"] += eval_sizes.get(job.dataset, 1000) * row["eval_per_example"] / 3600

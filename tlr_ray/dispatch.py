@@ -37,7 +37,8 @@ class Dispatcher(Searcher):
 
     A Tune searcher is the hook Tune offers for choosing the next trial while others run: `suggest`
     returns a job whose inputs exist, None (Tune asks again later) while the remaining jobs wait for
-    running ones, and FINISHED when none is left. Plan order (la, ba, ta, eval) sets the priority, and
+    running ones, and FINISHED when none is left. Plan order (corpus, la, ba, ta, eval) sets the
+    priority, no other job starts while a corpus job is pending or running, and
     each kind runs at most `limits[kind]` trials at once; a job whose input failed is not started.
     With a `capacity` (the cluster's CPUs/GPUs), jobs also go out only while the running ones leave room
     for them: a training trial holds no CPU itself, and without this, trials whose workers cannot be
@@ -64,7 +65,12 @@ class Dispatcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict | None:
         busy = [j.kind for j in self.running.values()]
+        # Corpora first, all of them: a corpus that is empty, not UTF-8 or too short fails before any
+        # GPU job starts (and the LAs need them anyway).
+        corpora_left = "corpus" in busy or any(j.kind == "corpus" for j in self.pending)
         for job in list(self.pending):
+            if corpora_left and job.kind != "corpus":
+                break
             if failed := [n for n in job.needs if n in self.summary.failed]:
                 self.pending.remove(job)
                 self.summary.failed[job.id] = f"needs {', '.join(failed)}, which failed"

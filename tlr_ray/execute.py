@@ -128,7 +128,10 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
     job = jobs[config["job_id"]]
     res = Resources(**resources[job["kind"]])  # resources per job kind
     t0 = time.perf_counter()
-    if job["kind"] == "eval":
+    if job["kind"] == "corpus":  # CPU work in the trial itself: its tokenizer processes use its CPUs
+        run_job(job, storage, JobContext(cpus=max(1, int(res.cpus_per_worker)), progress=False,
+                                         report=lambda m: tune.report({LIVE + k: v for k, v in _numeric(m).items()})))
+    elif job["kind"] == "eval":
         import torch
         device = torch.device("cuda" if res.use_gpu and torch.cuda.is_available() else "cpu")
         run_job(job, storage, JobContext(device=device, precision=precision, progress=False))
@@ -154,7 +157,7 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
     manifest = artifacts.verify(storage, job["id"])
     if manifest is None:
         raise RuntimeError(f"job {job['id']} finished without an intact artifact")
-    if job["kind"] != "eval":
+    if job["kind"] not in ("eval", "corpus"):
         store.remove(storage, *TRAIN_RUNS, train_run or job["id"])  # the artifact is published: its checkpoints are spent
     final = _numeric(manifest["metrics"])
     best = [v for k, v in final.items() if k.startswith("validation_")]  # a TA's selection score
@@ -187,6 +190,10 @@ class TrackingCallback(tune.Callback):
         if run_id and live:
             step = int(live.pop("step", 0))
             self.tracker.log_live(run_id, live, step)
+        if "prepared" in live:  # a corpus job's progress (at most every 10 s): the long CPU work of a sweep
+            eta = f", ETA {live['eta_seconds']:.0f} s" if "eta_seconds" in live else ""
+            print(f"  ... {_label(self.job_for(trial))}: {100 * live['prepared']:.0f}% prepared, "
+                  f"{live.get('rate', 0):.1f} MiB/s{eta}", flush=True)
         if "job_seconds" in result:
             self.summary.trial_seconds[self.job_for(trial).id] = result["job_seconds"]
 
@@ -249,7 +256,7 @@ def trial_resources(sweep: Sweep, kinds: dict[str, str]):
     an eval trial does the work itself."""
     def resources(config: dict) -> dict:
         kind = kinds[config["job_id"]]
-        if kind != "eval":
+        if kind not in ("eval", "corpus"):
             return DRIVER_RESOURCES
         res = sweep.resources(kind)
         return {"CPU": res.cpus_per_worker, **res.custom, "GPU": (res.gpus_per_worker or 1) if res.use_gpu else 0}
@@ -291,7 +298,7 @@ def execute(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker, verbose: b
     connect(verbose)
     # A search chooses the TA arguments, so the TAs (and evals) are planned only after it: the sweep
     # then runs as two Tune runs, adapters first. Otherwise it is one.
-    phases = [("la", "ba"), ("ta", "eval")] if sweep.config.search else [("la", "ba", "ta", "eval")]
+    phases = [("corpus", "la", "ba"), ("ta", "eval")] if sweep.config.search else [("corpus", "la", "ba", "ta", "eval")]
     for kinds in phases:
         if "ta" in kinds and sweep.config.search and not summary.failed:
             from tlr_ray.search import run_search

@@ -1,8 +1,9 @@
 """Expand a sweep into a DAG of jobs. Pure functions: no Ray, no torch.
 
-Jobs: `la` (train a language adapter), `ba` (a BAD-X bilingual or multilingual adapter), `ta` (train a
-task adapter over a cycle of LAs/BAs), `eval` (one TA with its inference adapter on one language of one
-evaluation dataset). A job's id is a hash of its `spec`, everything that determines
+Jobs: `corpus` (tokenise one language's text into memory-mapped blocks, once for every LA, BA and MA
+that reads it), `la` (train a language adapter), `ba` (a BAD-X bilingual or multilingual adapter), `ta`
+(train a task adapter over a cycle of LAs/BAs), `eval` (one TA with its inference adapter on one
+language of one evaluation dataset). A job's id is a hash of its `spec`, everything that determines
 its output (model, data fingerprints, hyperparameters, seed, the ids of its inputs), so identical work
 is planned once, shared by every variant and seed that needs it, and recognised again in later sweeps.
 """
@@ -18,8 +19,8 @@ from tlr_ray.tasks import DataSource
 from tlr_ray.sampling import ba_schedule, ma_schedule, normal_ratio
 from tlr_ray.variants import LA, VARIANTS, Adapter, Context
 
-# Also the stage order: each kind only needs jobs of earlier kinds (la and ba need nothing).
-KINDS = ("la", "ba", "ta", "eval")
+# Also the stage order: each kind only needs jobs of earlier kinds (corpus jobs need nothing).
+KINDS = ("corpus", "la", "ba", "ta", "eval")
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Job:
     variants: tuple[str, ...]  # every variant that shares it (identical work planned once)
     seed: int | None
     ratio: str | None
-    languages: tuple[str, ...]  # la: its language; ta: the LA cycle in order; eval: the LA at inference
+    languages: tuple[str, ...]  # corpus, la: its language; ta: the LA cycle in order; eval: the LA at inference
     target: str | None
     needs: tuple[str, ...]
     spec: dict = field(compare=False, repr=False)    # hashed into the id
@@ -62,10 +63,8 @@ class _Builder:
     def __init__(self, sweep: Sweep):
         self.sweep = sweep
         self.jobs: dict[str, dict] = {}
-        model = sweep.model
-        is_local = model.startswith("/")
-        self.model_fp = path_fingerprint(model) if is_local else f"hub:{model}@{sweep.config.model_revision}"
-        self.model_inputs = {"model": model, "model_revision": sweep.config.model_revision}
+        self.model_fp = model_fingerprint(sweep.model, sweep.config.model_revision)
+        self.model_inputs = {"model": sweep.model, "model_revision": sweep.config.model_revision}
 
     def add(self, kind: str, spec: dict, inputs: dict, **meta) -> str:
         job_id = f"{kind}-{digest({'kind': kind, **spec})[:16]}"
@@ -87,29 +86,36 @@ class _Builder:
             return self.add("la", {"model": self.model_fp, "language": ref.languages[0], "pretrained": fp},
                             {**self.model_inputs, "pretrained": where}, task=None, dataset=None, seed=None,
                             ratio=None, languages=ref.languages, target=None, needs=())
-        corpora = [self.corpus(lang) for lang in ref.languages]
         if ref.kind == "la":
-            args, rf, schedule, select = s.la_args, la.reduction_factor, [0], [0]
+            args, rf, schedule, select = s.la_args_for(ref.languages[0]), la.reduction_factor, [0], [0]
         else:  # BA (two corpora at a ratio) or MA (the source alternating with each target)
             args, rf = s.ba_args, s.config.bilingual_adapters.reduction_factor
             schedule = ba_schedule(ref.ratio) if len(ref.languages) == 2 else ma_schedule(len(ref.languages) - 1)
             select = list(range(1, len(ref.languages)))  # the lowest *target* perplexity wins
-        spec = {"model": self.model_fp, "languages": list(ref.languages), "corpora": [fp for _, fp in corpora],
+        corpora = [self.corpus(lang, args.max_seq_length) for lang in ref.languages]
+        # Trained on all layers: the MAD-X 2.0 leave-out is applied where the LA is loaded under a TA.
+        spec = {"model": self.model_fp, "languages": list(ref.languages), "corpora": corpora,
                 "schedule": schedule, "select_on": select, "args": asdict(args), "reduction_factor": rf,
-                "invertible": ref.invertible, "leave_out_last_layer": s.config.leave_out_last_layer,
-                "heldout_fraction": la.heldout_fraction, "max_corpus_lines": la.max_corpus_lines, "seed": seed}
-        return self.add(ref.kind, spec, {**self.model_inputs, "corpora": [c for c, _ in corpora]}, task=None,
+                "invertible": ref.invertible, "seed": seed}
+        return self.add(ref.kind, spec, dict(self.model_inputs), task=None,
                         dataset=None, seed=seed, ratio=ref.ratio if ref.kind == "ba" else None,
-                        languages=ref.languages, target=None, needs=())
+                        languages=ref.languages, target=None, needs=tuple(corpora))
 
-    def corpus(self, lang: str) -> tuple[dict, str]:
-        """(where the text is at run time, its fingerprint): a local file, else Wikipedia."""
+    def corpus(self, lang: str, block_size: int) -> str:
+        """The `corpus` job preparing `lang`'s text (a local file, else its Wikipedia) in blocks of
+        `block_size` tokens of the sweep's tokenizer; one job however many LAs, BAs and MAs read it."""
+        la = self.sweep.config.language_adapters
         path = self.sweep.corpora.get(lang)
         if path:
-            return {"path": path}, path_fingerprint(path)
-        from tlr_ray.languages import LANGUAGES
-        wiki = f"{self.sweep.config.language_adapters.wikipedia_dump}.{LANGUAGES[lang].wiki}"
-        return {"wikipedia": wiki}, f"hub:wikimedia/wikipedia:{wiki}"
+            where, fp = {"path": path}, path_fingerprint(path)
+        else:
+            from tlr_ray.languages import LANGUAGES
+            wiki = f"{la.wikipedia_dump}.{LANGUAGES[lang].wiki}"
+            where, fp = {"wikipedia": wiki}, f"hub:wikimedia/wikipedia:{wiki}"
+        spec = corpus_spec(self.model_fp, lang, fp, block_size, self.sweep.heldout_fraction(lang),
+                           la.heldout_split, la.heldout_seed, la.max_corpus_lines)
+        return self.add("corpus", spec, {**self.model_inputs, "corpus": where}, task=None, dataset=None,
+                        seed=None, ratio=None, languages=(lang,), target=None, needs=())
 
     def ta(self, entry: str, variant: str, seed: int, ratio: str | None, cycle: tuple[Adapter, ...]) -> str:
         s, ta = self.sweep, self.sweep.config.task_adapters
@@ -117,7 +123,7 @@ class _Builder:
         train = s.datasets[spec_.train]
         cycle_ids = [self.adapter(a, seed) for a in cycle]
         val = None
-        if ta.validation_adapter == "source" and cycle:
+        if ta.validation_adapter_per_variant.get(variant, ta.validation_adapter) == "source" and cycle:
             # Validate on source data with the source LA; a BA/MA covers the source itself.
             las = [a for a in cycle if a.kind == "la"]
             val = self.adapter(LA(s.config.source_language, las[0].invertible), seed) if las else cycle_ids[0]
@@ -147,6 +153,19 @@ class _Builder:
                         needs=(ta_id, *([adapter_id] if adapter_id else [])))
 
 
+def model_fingerprint(model: str, revision: str | None) -> str:
+    """A resolved model (absolute folder or Hub id) as it enters job ids."""
+    return path_fingerprint(model) if model.startswith("/") else f"hub:{model}@{revision}"
+
+
+def corpus_spec(model_fp: str, lang: str, corpus_fp: str, block_size: int, heldout_fraction: float,
+                heldout_split: str = "random", heldout_seed: int = 0, max_lines: int | None = None) -> dict:
+    """A corpus job's spec (hashed into its id); `python -m tlr_ray.corpus` builds the same one."""
+    return {"model": model_fp, "language": lang, "corpus": corpus_fp, "block_size": block_size,
+            "heldout_fraction": heldout_fraction, "heldout_split": heldout_split, "heldout_seed": heldout_seed,
+            "max_lines": max_lines}
+
+
 def _data_fp(src: DataSource) -> str:
     return source_fingerprint(src.hub_id, src.revision, src.config, src.data_dir, src.local_path)
 
@@ -171,7 +190,7 @@ def plan_sweep(sweep: Sweep) -> Plan:
                             ta_id = b.ta(entry, variant, seed, ratio, cycle)
                             b.eval(entry, variant, seed, ratio, ta_id, d, t, rule.inference(c))
     jobs = [Job(**{**j, "variants": tuple(j["variants"])}) for j in b.jobs.values()]
-    jobs.sort(key=lambda j: (KINDS.index(j.kind), j.kind != "la" or j.languages[0] != src))
+    jobs.sort(key=lambda j: (KINDS.index(j.kind), j.kind not in ("corpus", "la") or j.languages[0] != src))
     return Plan(cfg.name, tuple(jobs))
 
 
@@ -181,11 +200,11 @@ def describe(plan: Plan, file: str = "") -> str:
     lines = [f"Sweep {plan.sweep}{f' ({file})' if file else ''}: {len(plan.jobs)} jobs"]
     for kind in (k for k in KINDS if counts.get(k)):
         extra = ""
-        if kind == "la":
-            extra = f"  ({', '.join(j.languages[0] for j in plan.of_kind('la'))})"
+        if kind in ("corpus", "la"):
+            extra = f"  ({', '.join(j.languages[0] for j in plan.of_kind(kind))})"
         if kind == "ba":
             extra = f"  ({', '.join('+'.join(j.languages) + f' {j.ratio}' for j in plan.of_kind('ba'))})"
-        lines.append(f"  {kind:<5}{counts.get(kind, 0):>5}{extra}")
+        lines.append(f"  {kind:<7}{counts.get(kind, 0):>5}{extra}")
     users = Counter(n for j in plan.jobs if j.kind == "ta" for n in j.needs)
     adapters = plan.of_kind("la") + plan.of_kind("ba")
     shared = sum(1 for j in adapters if users[j.id] > 1)
@@ -203,7 +222,8 @@ def describe(plan: Plan, file: str = "") -> str:
     lines.append("Jobs:")
     for j in plan.jobs:
         ratio = f" ratio={j.ratio}" if j.ratio else ""
-        what = {"la": f"LA {j.languages[0]}", "ba": f"BA {'+'.join(j.languages)} ratio={j.ratio}",
+        what = {"corpus": f"corpus {j.languages[0]} (blocks of {j.spec.get('block_size')})",
+                "la": f"LA {j.languages[0]}", "ba": f"BA {'+'.join(j.languages)} ratio={j.ratio}",
                 "ta": f"{j.task} {j.variant}{ratio} seed={j.seed} cycle=[{', '.join(j.languages)}]",
                 "eval": f"{j.task} {j.dataset} {j.variant}{ratio} seed={j.seed} target={j.target}"}[j.kind]
         shared = f"  (also {', '.join(j.variants[1:])})" if len(j.variants) > 1 else ""

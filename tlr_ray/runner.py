@@ -12,6 +12,9 @@ from tlr_ray.train.context import JobContext
 
 def recipe(kind: str):
     # Imported lazily: planning and `--dry-run` must not import torch.
+    if kind == "corpus":
+        from tlr_ray.train.corpus_prepare import run_corpus_job
+        return run_corpus_job
     if kind in ("la", "ba"):
         from tlr_ray.train.mlm_adapter import train_mlm_adapter
         return train_mlm_adapter

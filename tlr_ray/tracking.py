@@ -29,6 +29,8 @@ def tracking_uri(configured: str | None) -> str:
 
 def run_name(job: Job) -> str:
     ratio = f" {job.ratio}" if job.ratio else ""
+    if job.kind == "corpus":
+        return f"corpus {job.languages[0]}"
     if job.kind == "la":
         return f"LA {job.languages[0]}"
     if job.kind == "ba":

@@ -17,7 +17,7 @@ from tlr_ray.storage import check as storage_problem
 from tlr_ray.variants import VARIANTS, Context
 
 DEMO_PREFIX = "demo://"
-JOB_KINDS = ("la", "ba", "ta", "eval")
+JOB_KINDS = ("corpus", "la", "ba", "ta", "eval")
 
 
 def resolve_path(path: str) -> Path:
@@ -51,6 +51,9 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
             raise ConfigError(file, f"execution.resources.{kind}", f"unknown job kind {kind!r}."
                               f"{suggest(kind, JOB_KINDS)} Job kinds: {', '.join(JOB_KINDS)}.")
     ex = cfg.execution
+    if "corpus" in ex.resources and ex.resources["corpus"].use_gpu:
+        raise ConfigError(file, "execution.resources.corpus.use_gpu", "corpus preparation runs on CPUs only; "
+                          "remove use_gpu and set cpus_per_worker (its tokenizer processes), e.g. 8")
     if ex.checkpoint_every is not None and ex.checkpoint_every < 1:
         raise ConfigError(file, "execution.checkpoint_every", f"{ex.checkpoint_every} is not a number of steps;"
                           " give a positive integer, or leave it out to checkpoint at each evaluation")
@@ -83,6 +86,20 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
     if not 0 < la.heldout_fraction < 1:
         raise ConfigError(file, "language_adapters.heldout_fraction",
                           f"{la.heldout_fraction} must be between 0 and 1 (e.g. 0.05)")
+    per_language = {}
+    for code, o in la.per_language.items():
+        key = f"language_adapters.per_language.{code}"
+        if o.heldout_fraction is not None and not 0 < o.heldout_fraction < 1:
+            raise ConfigError(file, f"{key}.heldout_fraction", f"{o.heldout_fraction} must be between 0 and 1 "
+                              "(e.g. 0.01 for a high-resource language)")
+        if o.eval_every is not None and o.eval_every < 1:
+            raise ConfigError(file, f"{key}.eval_every", f"must be a positive number of steps, got {o.eval_every}")
+        per_language[_language(code, file, key)] = o
+    for variant in cfg.task_adapters.validation_adapter_per_variant:
+        if variant not in VARIANTS:
+            raise ConfigError(file, f"task_adapters.validation_adapter_per_variant.{variant}",
+                              f"unknown variant {variant!r}.{suggest(variant, VARIANTS)} Known variants: "
+                              f"{', '.join(VARIANTS)}.")
 
     ba = cfg.bilingual_adapters
     ba_args = train_args(BA_DEFAULTS, ba.train_args, file, "bilingual_adapters.train_args")
@@ -110,7 +127,7 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
         model = str(model_path)
     return Sweep(file=file, config=cfg, model=model, datasets=datasets, task_args=task_args,
                  la_args=la_args, ba_args=ba_args, corpora=corpora, pretrained=pretrained,
-                 problems=tuple(problems))
+                 per_language=per_language, problems=tuple(problems))
 
 
 def _language(code: str, file: str, key: str) -> str:
@@ -246,6 +263,8 @@ def _corpora(cfg: SweepConfig, src: str, all_targets, pretrained: dict, file: st
         resolved = resolve_path(path)
         if not resolved.is_file():
             missing_files.append(lang)
+        elif problem := _text_problem(resolved):
+            raise ConfigError(file, key, f"{resolved} (language {lang}) {problem}")
         corpora[lang] = str(resolved)
     # A pretrained LA needs no text, unless a BA/MA variant trains on that language's text.
     needs_text = {"BAD-X", "MA"} & _all_variants(cfg)
@@ -261,11 +280,31 @@ def _corpora(cfg: SweepConfig, src: str, all_targets, pretrained: dict, file: st
     return corpora, problems
 
 
+def _text_problem(path: Path, head: int = 1 << 16) -> str | None:
+    """A cheap look at a corpus file before anything starts: empty, or not UTF-8 at its start. The corpus
+    job checks every byte while it prepares the file (before any GPU job starts)."""
+    with open(path, "rb") as f:
+        data = f.read(head)
+    if not data.strip():
+        return "is empty: give one sentence or document per line"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(data) - 4:  # not just a character cut at the end of what we read
+            line = data[:e.start].count(b"\n") + 1
+            return (f"is not UTF-8 text: line {line} has the byte {data[e.start:e.start + 1]!r}; convert it, e.g. "
+                    "with `iconv -f LATIN1 -t UTF-8`")
+    return None
+
+
 def _check_args(args, file: str, key: str) -> None:
     for name in ("batch_size", "eval_every", "max_seq_length", "eval_batch_size"):
         if getattr(args, name) <= 0:
             raise ConfigError(file, f"{key}.{name}", f"must be positive, got {getattr(args, name)}")
     if args.lr <= 0:
         raise ConfigError(file, f"{key}.lr", f"must be positive, got {args.lr}")
+    for name in ("min_steps", "steps_cap", "max_steps"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ConfigError(file, f"{key}.{name}", f"must be a positive number of steps, got {getattr(args, name)}")
     if args.max_steps is None and args.epochs is None:
         raise ConfigError(file, key, "give max_steps or epochs")

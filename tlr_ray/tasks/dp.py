@@ -9,7 +9,10 @@ Conventions (docs/tasks/dp-pos.md):
   `make_task(strip_subtypes=False)` keeps the subtypes in `ud_sources.SUBTYPES` (65 labels); any other
   subtype becomes its base relation, with a warning.
 - every word is scored, punctuation included, as in the `adapters` example and the CoNLL 2018 shared
-  task. Heads are decoded greedily (argmax per word, no tree constraint), as the reference does, but only
+  task, the word whose gold head is the root too (`root_words: score`). `make_task(root_words="ignore")`
+  reproduces the reference implementation, whose padding id (0 for mBERT) equals the root's head index:
+  root-headed words are then left out of the loss (labels PAD) and of UAS/LAS.
+- heads are decoded greedily (argmax per word, no tree constraint), as the reference does, but only
   over real candidates (root and the sentence's own words, never padding).
 """
 from __future__ import annotations
@@ -37,7 +40,11 @@ MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")   # `collate` a
 # to -1; we pad with -1 and set the model's to -1 while the head is used (add_head, evaluate).
 PAD = -1
 OPTIONS = {"strip_subtypes": "bool, default true: nmod:poss -> nmod (37 labels); false keeps the "
-                             "common subtypes of ud_sources.SUBTYPES"}
+                             "common subtypes of ud_sources.SUBTYPES",
+           "root_words": "score (default: words whose gold head is the root are trained and scored, as "
+                         "conll18_ud_eval.py does) or ignore (the reference implementation: left out of "
+                         "the loss and of UAS/LAS)"}
+ROOT_WORDS = ("score", "ignore")
 _FEATURES = datasets.Features({"tokens": datasets.List(datasets.Value("string")),
                                "head": datasets.List(datasets.Value("int64")),
                                "deprel": datasets.List(datasets.Value("string"))})
@@ -47,8 +54,12 @@ class DpTask:
     name = "dp"
     metric = "las"
 
-    def __init__(self, strip_subtypes: bool = True):
+    def __init__(self, strip_subtypes: bool = True, root_words: str = "score"):
+        if root_words not in ROOT_WORDS:
+            raise ValueError(f"task 'dp' option root_words must be one of {', '.join(ROOT_WORDS)}, "
+                             f"got {root_words!r}")
         self.strip_subtypes = strip_subtypes
+        self.root_words = root_words
         self.labels = RELATIONS if strip_subtypes else RELATIONS + SUBTYPES
         self.label_ids = {label: i for i, label in enumerate(self.labels)}
 
@@ -101,8 +112,9 @@ class DpTask:
 
     def tokenize(self, examples: datasets.Dataset, tokenizer: Any, max_length: int) -> datasets.Dataset:
         """Per sentence: sub-token ids, `word_starts` (k + 1) and `labels_arcs` / `labels_rels` (k) for the
-        k words that fit in `max_length` (a word whose head was cut off gets PAD: not trained on), the
-        whole gold tree (`heads`, `rels`) for scoring, and `index`, the sentence's row in `examples`."""
+        k words that fit in `max_length` (a word whose head was cut off gets PAD: not trained on; with
+        `root_words="ignore"` so does a word whose gold head is the root), the whole gold tree (`heads`,
+        `rels`) for scoring, and `index`, the sentence's row in `examples`."""
         rows = align_words(tokenizer, list(examples["tokens"]), max_length)
         out: dict[str, list] = {}
         truncated = 0
@@ -111,12 +123,16 @@ class DpTask:
             truncated += k < len(heads)
             feature = {key: row[key] for key in MODEL_INPUTS if key in row}
             feature.update(word_starts=row["starts"] + [row["end"]],
-                           labels_arcs=[h if h <= k else PAD for h in heads[:k]],
-                           labels_rels=[r if h <= k else PAD for h, r in zip(heads[:k], rels)],
+                           labels_arcs=[h if self._trained(h, k) else PAD for h in heads[:k]],
+                           labels_rels=[r if self._trained(h, k) else PAD for h, r in zip(heads[:k], rels)],
                            heads=list(heads), rels=rels, index=i)
             for key, value in feature.items():
                 out.setdefault(key, []).append(value)
         return tokenized_dataset(out, truncated, max_length)
+
+    def _trained(self, head: int, kept_words: int) -> bool:
+        """Whether a word with gold `head` is trained on, `kept_words` words of its sentence fitting."""
+        return head <= kept_words and (head != 0 or self.root_words == "score")
 
     def collate(self, features: list[dict], tokenizer: Any) -> dict:
         batch = DataCollatorWithPadding(tokenizer, return_tensors="pt")(
@@ -133,7 +149,8 @@ class DpTask:
 
     def evaluate(self, model: Any, tokenized: datasets.Dataset, tokenizer: Any, batch_size: int,
                  device: Any) -> tuple[dict[str, float], list[dict]]:
-        """UAS / LAS in percent over all words, and one record per sentence. Model already on `device`."""
+        """UAS / LAS in percent over all words (with `root_words="ignore"`: all words whose gold head is
+        not the root), and one record per sentence. Model already on `device`."""
         device = torch.device(device) if device is not None else next(model.parameters()).device
         model.eval()
         records: list[dict] = []
@@ -157,11 +174,20 @@ class DpTask:
         return attachment_scores(gold, pred), records
 
     def _record(self, f: dict, heads: list[int], rels: list[int]) -> dict:
-        """Gold and predicted tree of one sentence; words cut off by truncation are predicted None."""
+        """Gold and predicted tree of one sentence; words cut off by truncation are predicted None.
+        With `root_words="ignore"` the lists hold only the scored words (gold head not the root), so that
+        whatever recomputes UAS/LAS from the records (analysis/predictions.py) gets the reported score;
+        `scored_words` then gives their 1-based word numbers."""
         missing = [None] * (len(f["heads"]) - len(heads))
-        return {"index": f["index"], "words": len(f["heads"]), "heads": list(f["heads"]),
-                "predicted_heads": heads + missing, "deprels": [self.labels[r] for r in f["rels"]],
-                "predicted_deprels": [self.labels[r] for r in rels] + missing}
+        record = {"index": f["index"], "words": len(f["heads"]), "heads": list(f["heads"]),
+                  "predicted_heads": heads + missing, "deprels": [self.labels[r] for r in f["rels"]],
+                  "predicted_deprels": [self.labels[r] for r in rels] + missing}
+        if self.root_words == "ignore":
+            scored = [j for j, h in enumerate(f["heads"]) if h != 0]
+            for key in ("heads", "predicted_heads", "deprels", "predicted_deprels"):
+                record[key] = [record[key][j] for j in scored]
+            record["scored_words"] = [j + 1 for j in scored]
+        return record
 
 
 def attachment_scores(gold: list[tuple[list[int], list[str]]],
@@ -197,4 +223,4 @@ def make_task(**options) -> DpTask:
     strip = options.get("strip_subtypes", True)
     if not isinstance(strip, bool):
         raise ValueError(f"task 'dp' option strip_subtypes must be true or false, got {strip!r}")
-    return DpTask(strip_subtypes=strip)
+    return DpTask(strip_subtypes=strip, root_words=options.get("root_words", "score"))

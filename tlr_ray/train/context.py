@@ -28,6 +28,7 @@ class JobContext:
     # Wraps the model for data parallelism (Ray Train's prepare_model) when world_size > 1.
     wrap: Callable[[torch.nn.Module], torch.nn.Module | None] = lambda model: None
     progress: bool = True                                    # tqdm bars in long loops
+    cpus: int = 1                                            # processes a corpus job tokenises with
     checkpoints: Checkpoints | None = None
 
     def dep(self, job_id: str) -> Path:

@@ -2,15 +2,23 @@
 language of one dataset."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 from adapters.composition import Stack
 
+from tlr_ray.artifacts import MANIFEST
 from tlr_ray.tasks import DataSource, get_task
 from tlr_ray.train.context import JobContext
 from tlr_ray.train.models import load_la, load_tokenizer, task_model
 from tlr_ray.train.token_cache import tokenized
+
+
+def ta_leaves_out_last(ta_dir: Path) -> bool:
+    """Whether the TA was trained with its LAs' last layer dropped (MAD-X 2.0). Read from the TA's own
+    published manifest, so an eval loads the LA as its TA saw it; the eval spec does not repeat it."""
+    return bool(json.loads((Path(ta_dir) / MANIFEST).read_text())["spec"]["leave_out_last_layer"])
 
 
 def run_eval(job: dict, out_dir: Path, ctx: JobContext) -> dict:
@@ -20,7 +28,8 @@ def run_eval(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     model = task_model(inputs["model"], inputs["model_revision"])
     model.load_adapter(str(ctx.dep(spec["ta"]) / "adapter"), load_as="ta", with_head=True)
     if spec["adapter"]:  # the LA (or BA/MA) of the target; none for TA-ONLY
-        load_la(model, ctx.dep(spec["adapter"]) / "adapter", "la")
+        leave_out_last = ta_leaves_out_last(ctx.dep(spec["ta"]))  # as the TA was trained
+        load_la(model, ctx.dep(spec["adapter"]) / "adapter", "la", leave_out_last)
         model.active_adapters = Stack("la", "ta")
     else:
         model.active_adapters = Stack("ta")

@@ -164,10 +164,16 @@ def run_loop(
 
 
 def total_steps(args: TrainArgs, batches_per_epoch: int) -> int:
-    """max_steps if set, else epochs x batches per epoch."""
+    """max_steps if set, else epochs x batches per epoch, capped at steps_cap and raised to min_steps
+    (an LA: max(30k, min(100 epochs, 100k)))."""
     if args.max_steps is not None:
         return args.max_steps
-    return max(1, math.ceil(args.epochs * batches_per_epoch))
+    steps = max(1, math.ceil(args.epochs * batches_per_epoch))
+    if args.steps_cap is not None:
+        steps = min(steps, args.steps_cap)
+    if args.min_steps is not None:
+        steps = max(steps, args.min_steps)
+    return steps
 
 
 def endless(loader, seed: int) -> Iterator[dict]:

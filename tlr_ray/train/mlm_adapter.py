@@ -15,7 +15,7 @@ from tlr_ray.config import TrainArgs
 from tlr_ray.sampling import interleave
 from tlr_ray.train.context import JobContext
 from tlr_ray.train.loop import endless, run_loop, total_steps
-from tlr_ray.train.mlm_data import MLMData, perplexity, read_corpus
+from tlr_ray.train.mlm_data import MLMData, perplexity
 from tlr_ray.train.models import bottleneck_config, freeze_all_but, load_tokenizer, mlm_model
 
 NAME = "la"  # the adapter's name while training; saved folders are renamed on load
@@ -33,24 +33,25 @@ def train_mlm_adapter(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     set_seed(spec["seed"])
     tokenizer = load_tokenizer(inputs["model"], inputs["model_revision"])
     layers = model.config.num_hidden_layers
-    model.add_adapter(NAME, config=bottleneck_config(spec["reduction_factor"], spec["invertible"],
-                                                     spec["leave_out_last_layer"], layers))
+    # Trained on every layer: MAD-X 2.0 drops the last layer's LA when it is *loaded* under a TA
+    # (tlr_ray/train/models.py load_la), as the reference does; one LA serves both settings.
+    model.add_adapter(NAME, config=bottleneck_config(spec["reduction_factor"], spec["invertible"], False, layers))
     model.set_active_adapters(NAME)
     freeze_all_but(model, NAME, heads=False)
     model.to(ctx.device)
-    data = [MLMData(read_corpus(corpus, spec["max_corpus_lines"]), tokenizer, args.max_seq_length,
-                    args.batch_size, spec["heldout_fraction"], spec["seed"] + i, args.eval_batch_size,
-                    ctx.rank, ctx.world_size)
-            for i, corpus in enumerate(inputs["corpora"])]
+    # Each corpus was prepared once by its `corpus` job; its blocks are memory-mapped, not loaded.
+    data = [MLMData(ctx.dep(corpus_id) / "corpus", tokenizer, args.max_seq_length, args.batch_size,
+                    spec["seed"] + i, args.eval_batch_size, ctx.rank, ctx.world_size)
+            for i, corpus_id in enumerate(spec["corpora"])]
     langs = spec["languages"]
 
     def evaluate() -> dict:
-        ppl = {f"perplexity_{langs[i]}": perplexity(model, d.heldout, ctx.device) for i, d in enumerate(data)}
+        ppl = {f"perplexity_{langs[i]}": perplexity(model, d.heldout_batches(), ctx.device) for i, d in enumerate(data)}
         ppl["perplexity"] = sum(ppl[f"perplexity_{langs[i]}"] for i in spec["select_on"]) / len(spec["select_on"])
         return ppl
 
-    # An epoch is a pass over the corpora in the schedule's proportions; with max_steps (the usual
-    # setting for LAs/BAs) it does not matter.
+    # An epoch is a pass over the corpora in the schedule's proportions. An LA trains 100 epochs, at
+    # least 30,000 and at most 100,000 steps (METHOD.md); BAs a fixed max_steps.
     steps_per_epoch = sum(len(data[i].loader) for i in set(spec["schedule"]))
     batches = interleave([endless(d.loader, spec["seed"] + i) for i, d in enumerate(data)], spec["schedule"])
     result = run_loop(model, batches, activate=lambda step: None, evaluate=evaluate, args=args,

@@ -1,82 +1,69 @@
-"""Unlabelled text for language adapters: a local file or Wikipedia, as fixed-length MLM blocks."""
+"""MLM batches from a prepared corpus (tlr_ray/train/corpus_prepare.py): fixed-length blocks of token ids
+read from memory-mapped files, so a job's memory does not grow with the corpus. A data-parallel rank
+reads only its share of the blocks (block i goes to rank i % world_size)."""
 from __future__ import annotations
 
-import random
+import json
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from transformers import DataCollatorForLanguageModeling
 
-from tlr_ray.tasks import DataError
+from tlr_ray.train.corpus_prepare import HELDOUT, META, TRAIN
 
-WIKIPEDIA = "wikimedia/wikipedia"
-
-
-def read_corpus(corpus: dict, max_lines: int | None) -> list[str]:
-    """`{"path": file}` (one sentence or document per line) or `{"wikipedia": "20231101.sw"}`."""
-    if "path" in corpus:
-        path = Path(corpus["path"])
-        if not path.is_file():
-            raise DataError(f"corpus file {path} does not exist (language_adapters.corpora)")
-        with open(path, encoding="utf-8") as f:
-            lines = [ln.strip() for ln in f if ln.strip()]
-    else:
-        import datasets
-        try:
-            ds = datasets.load_dataset(WIKIPEDIA, corpus["wikipedia"], split="train", streaming=True)
-            lines = []
-            for row in ds:
-                lines.extend(p.strip() for p in row["text"].split("\n") if p.strip())
-                if max_lines and len(lines) >= max_lines:
-                    break
-        except Exception as e:  # noqa: BLE001  (any Hub failure: say what we tried to load)
-            raise DataError(f"could not load {WIKIPEDIA} config {corpus['wikipedia']!r}: {e}. Give a local "
-                            "text file under language_adapters.corpora instead.") from e
-    if max_lines:
-        lines = lines[:max_lines]
-    if len(lines) < 2:
-        raise DataError(f"corpus {corpus} has {len(lines)} non-empty lines; need at least 2")
-    return lines
+MLM_PROBABILITY = 0.15
 
 
-def blocks(lines: list[str], tokenizer, block_size: int) -> list[list[int]]:
-    """Tokenize every line (with special tokens), concatenate, cut into blocks (run_mlm's group_texts)."""
-    ids: list[int] = []
-    for start in range(0, len(lines), 1000):
-        for seq in tokenizer(lines[start:start + 1000], add_special_tokens=True)["input_ids"]:
-            ids.extend(seq)
-    n = max(1, len(ids) // block_size)
-    return [ids[i * block_size:(i + 1) * block_size] for i in range(n)]
+class Blocks(Dataset):
+    """Blocks `indices` of a flat uint32 file of `block_size`-token rows, mapped, not loaded."""
+
+    def __init__(self, path: Path, block_size: int, indices: range):
+        self.map = np.memmap(path, dtype=np.uint32, mode="r").reshape(-1, block_size)
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_ids": torch.from_numpy(self.map[self.indices[i]].astype(np.int64))}
 
 
-def split_heldout(lines: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """A seeded random `fraction` of the lines is held out for perplexity (at least one line)."""
-    order = list(range(len(lines)))
-    random.Random(seed).shuffle(order)
-    n_held = max(1, int(round(len(lines) * fraction)))
-    held = set(order[:n_held])
-    return ([ln for i, ln in enumerate(lines) if i not in held], [lines[i] for i in sorted(held)])
+def read_meta(folder: Path) -> dict:
+    return json.loads((Path(folder) / META).read_text())
 
 
 class MLMData:
-    """Training batches (random masking each time) and a held-out set masked once, so that every
-    evaluation of one job scores the same masked tokens and perplexities are comparable."""
+    """Training batches (fresh random masking each time) and held-out batches masked the same way at every
+    evaluation (a collator seeded anew each pass), so that every evaluation of every job that reads the
+    corpus scores the same masked tokens and perplexities are comparable. Nothing is held in memory but
+    the batch being built."""
 
-    def __init__(self, lines, tokenizer, block_size: int, batch_size: int, heldout_fraction: float,
-                 seed: int, eval_batch_size: int = 64, rank: int = 0, world_size: int = 1):
-        train_lines, held_lines = split_heldout(lines, heldout_fraction, seed)
-        self.collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
-        train = [{"input_ids": b} for b in blocks(train_lines, tokenizer, block_size)]
-        held = [{"input_ids": b} for b in blocks(held_lines, tokenizer, block_size)]
-        train = train[rank::world_size]  # each data-parallel worker reads its own shard
+    def __init__(self, folder: Path, tokenizer, block_size: int, batch_size: int, seed: int,
+                 eval_batch_size: int = 64, rank: int = 0, world_size: int = 1):
+        """`seed` shuffles the training blocks; the held-out masks follow the corpus's own seed."""
+        folder = Path(folder)
+        meta = read_meta(folder)
+        if meta["block_size"] != block_size:
+            raise ValueError(f"prepared corpus {folder} has blocks of {meta['block_size']} tokens, not {block_size}")
+        self.tokenizer, self.eval_batch_size = tokenizer, eval_batch_size
+        self.heldout_seed = meta["heldout_seed"] + 1
+        self.collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY)
+        n = meta["train_blocks"]
+        share = range(rank, n, world_size) if n >= world_size else range(n)  # a tiny corpus: every rank reads all
+        self.train = Blocks(folder / TRAIN, block_size, share)
+        self.heldout = Blocks(folder / HELDOUT, block_size, range(meta["heldout_blocks"]))
         gen = torch.Generator().manual_seed(seed)
-        self.loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=gen,
-                                 collate_fn=self.collator, drop_last=len(train) > batch_size)
-        state = torch.random.get_rng_state()
-        torch.manual_seed(seed + 1)
-        self.heldout = [self.collator(held[i:i + eval_batch_size]) for i in range(0, len(held), eval_batch_size)]
-        torch.random.set_rng_state(state)
+        self.loader = DataLoader(self.train, batch_size=batch_size, shuffle=True, generator=gen,
+                                 collate_fn=self.collator, drop_last=len(self.train) > batch_size)
+
+    def heldout_batches(self):
+        """The held-out set in fixed masked batches, built lazily; the same masks on every call."""
+        collator = DataCollatorForLanguageModeling(self.tokenizer, mlm_probability=MLM_PROBABILITY,
+                                                   seed=self.heldout_seed)
+        for i in range(0, len(self.heldout), self.eval_batch_size):
+            yield collator([self.heldout[j] for j in range(i, min(i + self.eval_batch_size, len(self.heldout)))])
 
 
 def perplexity(model, batches, device) -> float:

@@ -35,7 +35,8 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     model = task_model(inputs["model"], inputs["model_revision"])
     val_adapter = spec["validation_adapter"]
     for adapter_id in dict.fromkeys([*spec["cycle"], *([val_adapter] if val_adapter else [])]):
-        load_la(model, ctx.dep(adapter_id) / "adapter", adapter_name(adapter_id))
+        # MAD-X 2.0: LAs are trained on all layers; the TA's switch drops their last layer here.
+        load_la(model, ctx.dep(adapter_id) / "adapter", adapter_name(adapter_id), spec["leave_out_last_layer"])
     cycle = [adapter_name(i) for i in spec["cycle"]]  # empty for TA-ONLY
     layers = model.config.num_hidden_layers
     model.add_adapter(NAME, config=bottleneck_config(spec["reduction_factor"], False,
