@@ -20,6 +20,12 @@ class ConfigError(ValueError):
         super().__init__(f"{file}: {key or '<top level>'}: {message}")
 
 
+def out_of_domain(file: str, key: str, value: Any, allowed: str, fix: str) -> ConfigError:
+    """The error of a value outside its knob's domain: the value, what is allowed, and a fix."""
+    shown = repr(value) if isinstance(value, str) else str(value)
+    return ConfigError(file, key, f"{shown} is not allowed: must be {allowed}. Fix: {fix}")
+
+
 def nearest(word: str, choices: typing.Iterable[str]) -> str:
     """' Did you mean 'x'?' or '' — appended to error messages."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)

@@ -3,9 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+if TYPE_CHECKING:  # torch is imported by the recipes that use it; a corpus job never needs it
+    import torch
+
+
+def _cpu():
+    import torch
+    return torch.device("cpu")
 
 
 @dataclass
@@ -19,7 +25,7 @@ class Checkpoints:
 
 @dataclass
 class JobContext:
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device = field(default_factory=_cpu)
     precision: str = "auto"
     rank: int = 0
     world_size: int = 1

@@ -6,7 +6,7 @@ flat file; a job (or a data-parallel rank) maps the file and reads only the bloc
 loaded, and the file is one checksummed artifact file. uint32 because mBERT's and XLM-R's vocabularies
 (119k, 250k) do not fit uint16.
 
-Memory stays bounded while preparing: the text is read in chunks of about `CHUNK_BYTES`, at most
+Memory stays bounded while preparing: the text is read in chunks of about `CHUNK_BYTES` (1 MiB), at most
 2 x workers chunks are in flight, and each worker returns its chunk's token ids as one numpy array that
 is appended to the output files at once. Lines are tokenised one by one with special tokens, concatenated
 in order and cut into blocks (run_mlm's group_texts); only the last partial block is dropped.
@@ -33,7 +33,7 @@ from tlr_ray.tasks import DataError
 
 log = logging.getLogger(__name__)
 WIKIPEDIA = "wikimedia/wikipedia"
-CHUNK_BYTES = 4 * 2**20
+CHUNK_BYTES = 2**20  # a worker's encodings of one chunk take ~25x its size: keep it small
 DTYPE = np.uint32
 TRAIN, HELDOUT, META = "train.u32", "heldout.u32", "meta.json"
 
