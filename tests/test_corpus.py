@@ -210,3 +210,21 @@ def test_cli_prepares_once_then_finds_it(text, tmp_path, capsys):
     assert corpus_cli(args) == 0
     assert f"already prepared: {folder}" in capsys.readouterr().out
     assert corpus_cli([str(tmp_path / "missing.txt"), "--model", "demo://model"]) == 2
+
+
+def test_resumed_la_equals_an_uninterrupted_one(sweep_with, tmp_path):
+    import copy
+
+    from tlr_ray.train.context import Checkpoints
+    plan = plan_sweep(sweep_with())
+    storage = str(tmp_path / "store")
+    run_corpora(plan, storage)
+    la = asdict(next(j for j in plan.of_kind("la") if j.languages == ("sw",)))
+    saves = []
+    whole = run_job(la, storage, JobContext(checkpoints=Checkpoints(
+        every=2, load=lambda: None, save=lambda state, m: saves.append(copy.deepcopy(state)))))
+    assert [s["step"] for s in saves] == [2]
+    resumed = run_job(la, storage, JobContext(checkpoints=Checkpoints(every=2, load=lambda: saves[0],
+                                                                      save=lambda state, m: None)))
+    assert resumed["resumed_from_step"] == 2
+    assert [h["perplexity"] for h in resumed["history"]] == [h["perplexity"] for h in whole["history"]]

@@ -129,3 +129,14 @@ def test_resuming_a_run_that_had_stopped_early_trains_nothing():
                      score_key="s", higher_is_better=True, device=torch.device("cpu"),
                      checkpoints=Checkpoints(every=None, load=lambda: saves[-1], save=lambda st, m: None))
     assert again.stopped_early and again.steps == 6 and again.best_step == first.best_step == 2
+
+
+def test_la_step_budget_is_100_epochs_within_30k_and_100k():
+    """METHOD.md: max(30,000, min(100 epochs, 100,000)); the old default trained 100,000 steps always."""
+    from tlr_ray.config import LA_DEFAULTS
+    la = TrainArgs(**LA_DEFAULTS)
+    assert la.max_steps is None
+    assert total_steps(la, 10) == 30_000       # a small corpus (AmericasNLP, Luo): never fewer than 30k
+    assert total_steps(la, 500) == 50_000      # 100 epochs in between
+    assert total_steps(la, 5_000) == 100_000   # Wikipedia-sized: at most 100k
+    assert total_steps(TrainArgs(**{**LA_DEFAULTS, "max_steps": 200}), 5_000) == 200  # the override
