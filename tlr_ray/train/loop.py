@@ -90,6 +90,10 @@ def run_loop(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise RuntimeError("no trainable parameters: the recipe must leave its adapter trainable")
+    # A result must have been earned: at least one step, finite losses and metrics, a selection score.
+    if total_steps < 1:
+        raise RuntimeError(f"the step budget is {total_steps} steps, so nothing would be trained and no result "
+                           "earned; give max_steps >= 1, or epochs > 0 with a non-empty training set")
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(args.warmup_ratio * total_steps), total_steps)
     forward = ddp_model or model
@@ -126,14 +130,32 @@ def run_loop(
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        running, n_running = running + loss.item(), n_running + 1
+        # Summed on the device: read (one host-device sync) at evaluations only, not at every step.
+        running, n_running = running + loss.detach().float(), n_running + 1
         last = step + 1 == total_steps
         metrics = None
         if (step + 1) % args.eval_every == 0 or last:
+            train_loss = float(running / n_running)
+            if not math.isfinite(train_loss):
+                raise RuntimeError(f"loss is {train_loss} at step {step + 1} (the mean training loss of steps "
+                                   f"{step + 2 - n_running}-{step + 1}): training diverged, so no result is kept; "
+                                   f"lower the learning rate (lr {args.lr:g}, e.g. {args.lr / 10:g}) or add warmup "
+                                   "(warmup_ratio, e.g. 0.1)")
             model.eval()
             with torch.no_grad(), autocast(device, precision):
                 metrics = dict(evaluate())
-            score = metrics[score_key]
+            bad = {k: v for k, v in metrics.items()
+                   if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and not math.isfinite(v)}
+            if bad:
+                raise RuntimeError(f"the evaluation at step {step + 1} gave "
+                                   f"{', '.join(f'{k} = {v}' for k, v in bad.items())}: not a result, so none is "
+                                   "kept; the adapter may have diverged (lower the learning rate) or the "
+                                   "validation data may be empty (check the validation split)")
+            score = metrics.get(score_key)
+            if not isinstance(score, (int, float, np.number)) or isinstance(score, bool):
+                raise RuntimeError(f"the evaluation at step {step + 1} produced no selection score "
+                                   f"{score_key!r} (it gave {score_key}={score!r}; metrics: "
+                                   f"{', '.join(metrics) or 'none'}), so no checkpoint can be chosen")
             better = result.best_score is None or (score > result.best_score if higher_is_better
                                                    else score < result.best_score)
             if better:
@@ -141,13 +163,13 @@ def run_loop(
                 since_best = 0
             else:
                 since_best += 1
-            metrics.update(step=step + 1, train_loss=running / n_running, best_score=result.best_score)
+            metrics.update(step=step + 1, train_loss=train_loss, best_score=result.best_score)
             running, n_running = 0.0, 0
             result.history.append(metrics)
             result.stopped_early = args.patience is not None and since_best >= args.patience
         if every and (step + 1) % every == 0 and not last:
             state = {"step": step + 1, "params": trainable_state(model), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "since_best": since_best, "running": running,
+                     "scheduler": sched.state_dict(), "since_best": since_best, "running": float(running),
                      "n_running": n_running, "elapsed": time.perf_counter() - t0, "rng": rng_state(),
                      **{k: getattr(result, k) for k in ("best_step", "best_score", "best_state", "history",
                                                          "stopped_early")}}
@@ -160,6 +182,9 @@ def run_loop(
     else:
         result.steps = total_steps
     result.train_seconds = time.perf_counter() - t0
+    if result.steps < 1 or result.best_score is None:
+        raise RuntimeError(f"the run trained {result.steps} steps and produced no selection score "
+                           f"({score_key!r}), so there is no result to keep")
     return result
 
 
