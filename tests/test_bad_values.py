@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tlr_ray.config import Resources, TrainArgs
-from tlr_ray.validate import RESOURCE_DOMAINS, TRAIN_ARG_DOMAINS
+from tlr_ray.domains import RESOURCE_DOMAINS, TRAIN_ARG_DOMAINS
 
 NAN, INF = float("nan"), float("inf")
 SEARCH = {"search": {"task": "nli", "params": {"lr": {"loguniform": [1e-4, 1e-2]}}}}

@@ -4,150 +4,24 @@ Everything here runs before Ray starts, so a typo costs seconds, not GPU hours.
 """
 from __future__ import annotations
 
-import json
-import math
 import re
 import sys
 import typing
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
 
 from tlr_ray import languages
+from tlr_ray.domains import (TRAIN_ARG_DOMAINS, check_args, check_knobs, check_model_fit, check_value, is_real,
+                             model_config)
 from tlr_ray.config import (BA_DEFAULTS, LA_DEFAULTS, TASK_DEFAULTS, Dataset, DatasetEntry, Sweep,
                             SweepConfig, catalog, merge_entry, suggest, train_args)
 from tlr_ray.tasks import DataSource, implemented_tasks
-from tlr_ray.typed_yaml import ConfigError, out_of_domain
+from tlr_ray.typed_yaml import ConfigError
 from tlr_ray.sampling import normal_ratio
 from tlr_ray.storage import check as storage_problem
 from tlr_ray.variants import VARIANTS, Context
 
 DEMO_PREFIX = "demo://"
 JOB_KINDS = ("corpus", "la", "ba", "ta", "eval")
-
-
-# ---- Domains: the values every knob allows, checked before planning (a table, not an if-chain) ----
-
-@dataclass(frozen=True)
-class Domain:
-    allowed: str                 # what the error says the value must be, e.g. "a positive integer"
-    ok: Callable[[Any], bool]
-    fix: str                     # how to fix it, e.g. "a number of steps, e.g. 1000"
-
-
-def _int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _real(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def count(fix: str) -> Domain:
-    return Domain("a positive integer", lambda v: _int(v) and v >= 1, fix)
-
-
-def positive(fix: str) -> Domain:
-    return Domain("a positive finite number", lambda v: _real(v) and v > 0, fix)
-
-
-def non_negative(fix: str) -> Domain:
-    return Domain("a finite number >= 0", lambda v: _real(v) and v >= 0, fix)
-
-
-def fraction(fix: str) -> Domain:
-    return Domain("a fraction strictly between 0 and 1", lambda v: _real(v) and 0 < v < 1, fix)
-
-
-MAX_SEED = 2**31 - 1   # numpy's seeds stop at 2**32 - 1, and jobs add small offsets to theirs
-SEED = Domain(f"an integer from 0 to {MAX_SEED}", lambda v: _int(v) and 0 <= v <= MAX_SEED, "give a seed such as 1")
-REDUCTION = count("a reduction factor (the model's hidden size / the adapter's bottleneck size), "
-                  "e.g. 16 for a TA, 2 for an LA")
-
-# Every field of TrainArgs (tasks.<entry>.train_args, language_adapters.train_args,
-# bilingual_adapters.train_args, and what a search samples); None (left out) is always allowed.
-TRAIN_ARG_DOMAINS: dict[str, Domain] = {
-    "batch_size": count("examples per training step, e.g. 32"),
-    "lr": positive("a learning rate, e.g. 2e-5"),
-    "max_steps": count("a number of training steps, e.g. 1000, or leave it out to train by epochs"),
-    "epochs": positive("passes over the training data, e.g. 5 (fractions such as 0.5 are fine)"),
-    "min_steps": count("a number of steps, e.g. 30000, or leave it out"),
-    "steps_cap": count("a number of steps, e.g. 100000, or leave it out"),
-    "eval_every": count("steps between evaluations, e.g. 500"),
-    "max_seq_length": count("tokens per example, e.g. 128"),
-    "warmup_ratio": Domain("a fraction from 0 (included) to 1 (excluded)", lambda v: _real(v) and 0 <= v < 1,
-                           "the share of steps spent warming up, e.g. 0.1, or 0 for no warmup"),
-    "weight_decay": non_negative("e.g. 0.01, or 0 for none"),
-    "patience": count("evaluations without improvement before stopping, e.g. 4, or leave it out to never "
-                      "stop early"),
-    "eval_batch_size": count("examples per evaluation batch, e.g. 64"),
-    "max_eval_examples": count("e.g. 1000, or leave it out to evaluate on every validation example"),
-}
-# Every field of Resources (execution.resources.<kind>) that is a number.
-RESOURCE_DOMAINS: dict[str, Domain] = {
-    "num_workers": count("Ray Train workers per job, e.g. 1"),
-    "cpus_per_worker": positive("CPUs per worker, e.g. 1 (fractions such as 0.5 are fine)"),
-    "gpus_per_worker": non_negative("GPUs per worker, e.g. 1, 0.25 to share a GPU among 4 jobs, or 0 "
-                                    "(with use_gpu: one GPU)"),
-}
-# The other knobs, by key path: `*` is every key of a mapping, `[*]` every item of a list.
-KNOBS: tuple[tuple[str, Domain], ...] = (
-    ("seeds[*]", SEED),
-    ("tasks.*.seeds[*]", SEED),
-    ("language_adapters.seed", SEED),
-    ("language_adapters.heldout_seed", SEED),
-    ("search.seed", SEED),
-    ("language_adapters.heldout_fraction", fraction("the share of each corpus held out, e.g. 0.05")),
-    ("language_adapters.per_language.*.heldout_fraction", fraction("e.g. 0.01 for a high-resource language")),
-    ("language_adapters.per_language.*.eval_every", count("steps between this LA's evaluations, e.g. 5000")),
-    ("language_adapters.max_corpus_lines", count("lines read from each corpus, e.g. 100000, or leave it out "
-                                                 "to read every line")),
-    ("language_adapters.reduction_factor", REDUCTION),
-    ("bilingual_adapters.reduction_factor", REDUCTION),
-    ("task_adapters.reduction_factor", REDUCTION),
-    ("search.num_samples", count("the number of search trials, e.g. 8")),
-    ("execution.max_concurrent_trials", count("trials of one job kind at once, e.g. 4, or leave it out to fit "
-                                              "the cluster")),
-    ("execution.checkpoint_every", count("a number of steps; give a positive integer, or leave it out to "
-                                         "checkpoint at each evaluation")),
-    ("execution.max_failures", Domain("an integer >= -1", lambda v: _int(v) and v >= -1,
-                                      "give 0 (no retry), a positive number of retries, or -1 (retry without "
-                                      "limit)")),
-    *((f"execution.resources.*.{name}", domain) for name, domain in RESOURCE_DOMAINS.items()),
-    ("execution.resources.*.custom.*", non_negative("an amount of the custom Ray resource per worker, e.g. 1")),
-)
-
-
-def _values(obj: Any, path: str, key: str = "") -> Iterator[tuple[str, Any]]:
-    """(key, value) for every value at `path` in `obj` (dataclasses, mappings, lists); None is left out."""
-    if obj is None:
-        return
-    if not path:
-        yield key, obj
-        return
-    head, _, rest = path.partition(".")
-    name, every_item = head.removesuffix("[*]"), head.endswith("[*]")
-    if name == "*":
-        found = [(f"{key}.{k}", v) for k, v in obj.items()]
-    else:
-        found = [(f"{key}.{name}" if key else name, obj.get(name) if isinstance(obj, dict) else getattr(obj, name))]
-    for k, v in found:
-        if every_item:
-            for i, item in enumerate(v or ()):
-                yield from _values(item, rest, f"{k}[{i}]")
-        else:
-            yield from _values(v, rest, k)
-
-
-def _check(value: Any, domain: Domain, file: str, key: str) -> None:
-    if not domain.ok(value):
-        raise out_of_domain(file, key, value, domain.allowed, domain.fix)
-
-
-def _check_knobs(cfg: SweepConfig, file: str) -> None:
-    for path, domain in KNOBS:
-        for key, value in _values(cfg, path):
-            _check(value, domain, file, key)
 
 
 def resolve_path(path: str) -> Path:
@@ -184,7 +58,7 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
     if "corpus" in ex.resources and ex.resources["corpus"].use_gpu:
         raise ConfigError(file, "execution.resources.corpus.use_gpu", "corpus preparation runs on CPUs only; "
                           "remove use_gpu and set cpus_per_worker (its tokenizer processes), e.g. 8")
-    _check_knobs(cfg, file)
+    check_knobs(cfg, file)
     if not cfg.tasks:
         raise ConfigError(file, "tasks", "no task given; e.g. tasks: {nli: {train: multinli, eval: [xnli]}}")
 
@@ -208,12 +82,12 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
         for i, name in enumerate(spec.eval):
             datasets[name] = _dataset(cfg, name, task, "eval", file, f"{key}.eval[{i}]")
         task_args[entry] = train_args(TASK_DEFAULTS[task], spec.train_args, file, f"{key}.train_args")
-        _check_args(task_args[entry], file, f"{key}.train_args")
+        check_args(task_args[entry], file, f"{key}.train_args")
     la = cfg.language_adapters
     la_args = train_args(LA_DEFAULTS, la.train_args, file, "language_adapters.train_args")
-    _check_args(la_args, file, "language_adapters.train_args")
+    check_args(la_args, file, "language_adapters.train_args")
     per_language = {}
-    for code, o in la.per_language.items():  # their values: _check_knobs
+    for code, o in la.per_language.items():  # their values: check_knobs
         per_language[_language(code, file, f"language_adapters.per_language.{code}")] = o
     for variant in cfg.task_adapters.validation_adapter_per_variant:
         if variant not in VARIANTS:
@@ -223,7 +97,7 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
 
     ba = cfg.bilingual_adapters
     ba_args = train_args(BA_DEFAULTS, ba.train_args, file, "bilingual_adapters.train_args")
-    _check_args(ba_args, file, "bilingual_adapters.train_args")
+    check_args(ba_args, file, "bilingual_adapters.train_args")
     for i, r in enumerate(ba.ratios):
         try:
             normal_ratio(r)
@@ -249,7 +123,7 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
                        "language_adapters.train_args": la_args}
         if {"BAD-X", "MA"} & _all_variants(cfg):  # BAs' defaults matter only where BAs are trained
             args_by_key["bilingual_adapters.train_args"] = ba_args
-        _check_model_fit(cfg, _model_config(model_path), model_path, args_by_key, file)
+        check_model_fit(cfg, model_config(model_path), model_path, args_by_key, file)
     _warn_final_evaluation_only(cfg, task_args, la_args, ba_args, file)
     return Sweep(file=file, config=cfg, model=model, datasets=datasets, task_args=task_args,
                  la_args=la_args, ba_args=ba_args, corpora=corpora, pretrained=pretrained,
@@ -350,7 +224,7 @@ def _check_search(cfg: SweepConfig, file: str) -> None:
         is_int = int in typing.get_args(hints[name]) or hints[name] is int
         for i, v in enumerate(dist.choice if dist.choice is not None else bounds):
             if domain is not None:
-                _check(int(v) if is_int and bounds and _real(v) else v, domain, file, f"{key}.{kind}[{i}]")
+                check_value(int(v) if is_int and bounds and is_real(v) else v, domain, file, f"{key}.{kind}[{i}]")
     if not search.params:
         raise ConfigError(file, "search.params", "nothing to search; e.g. {lr: {loguniform: [1e-4, 1e-2]}}")
 
@@ -432,58 +306,6 @@ def _text_problem(path: Path, head: int = 1 << 16) -> str | None:
             return (f"is not UTF-8 text: line {line} has the byte {data[e.start:e.start + 1]!r}; convert it, e.g. "
                     "with `iconv -f LATIN1 -t UTF-8`")
     return None
-
-
-def _check_args(args, file: str, key: str) -> None:
-    for f in fields(args):
-        value, domain = getattr(args, f.name), TRAIN_ARG_DOMAINS.get(f.name)
-        if value is not None and domain is not None:
-            _check(value, domain, file, f"{key}.{f.name}")
-    if args.max_steps is None and args.epochs is None:
-        raise ConfigError(file, key, "give max_steps or epochs")
-
-
-def _model_config(model_path: Path) -> dict:
-    """A local model's config.json ({} when unreadable: the model's own loading reports that)."""
-    try:
-        conf = json.loads((model_path / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return conf if isinstance(conf, dict) else {}
-
-
-# Models whose position ids start after the padding index, so that max_position_embeddings - pad - 1
-# positions are usable (XLM-R: 514 embeddings, 512 tokens).
-OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert")
-
-
-def _check_model_fit(cfg: SweepConfig, conf: dict, model_path: Path, args_by_key: dict, file: str) -> None:
-    """What only the model's config decides, for a local model: reduction factors that its hidden size
-    allows, and sequences that fit its position embeddings. (A Hub model: positivity only, in KNOBS.)"""
-    hidden = conf.get("hidden_size", conf.get("d_model", conf.get("dim")))
-    la = cfg.language_adapters
-    if _int(hidden) and hidden > 0:
-        factors = (("language_adapters.reduction_factor", la.reduction_factor, la.invertible),
-                   ("bilingual_adapters.reduction_factor", cfg.bilingual_adapters.reduction_factor, False),
-                   ("task_adapters.reduction_factor", cfg.task_adapters.reduction_factor, False))
-        for key, rf, invertible in factors:
-            # The bottleneck is hidden / rf; an invertible adapter works on half the hidden size.
-            fits = [d for d in range(1, hidden + 1) if hidden % d == 0 and (not invertible or d <= hidden // 2)]
-            if rf not in fits:
-                allowed = f"a divisor of the model's hidden size {hidden}" + (
-                    f" of at most {hidden // 2} (invertible LAs work on half of it)" if invertible else "")
-                raise out_of_domain(file, key, rf, allowed, f"one of {', '.join(map(str, fits))} "
-                                    f"({model_path / 'config.json'})")
-    positions = conf.get("max_position_embeddings")
-    if _int(positions) and positions > 0:
-        if conf.get("model_type") in OFFSET_POSITIONS and _int(conf.get("pad_token_id")):
-            positions -= conf["pad_token_id"] + 1
-        for key, args in args_by_key.items():
-            if args.max_seq_length > positions:
-                raise out_of_domain(file, f"{key}.max_seq_length", args.max_seq_length,
-                                    f"at most {positions}, the model's position embeddings "
-                                    f"(max_position_embeddings in {model_path / 'config.json'})",
-                                    f"give max_seq_length {positions} or less, e.g. {min(positions, 128)}")
 
 
 def _warn_final_evaluation_only(cfg: SweepConfig, task_args: dict, la_args, ba_args, file: str) -> None:
