@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from transformers import AutoTokenizer
 
@@ -84,8 +85,8 @@ def test_ranks_read_disjoint_shares_from_the_map(tokenizer, text, tmp_path):
         data = MLMData(tmp_path, tokenizer, 32, 8, seed=1, rank=rank, world_size=2)
         assert isinstance(data.train.map, np.memmap)  # mapped, not loaded
         seen.append({tuple(data.train[i]["input_ids"].tolist()) for i in range(len(data.train))})
-    assert not seen[0] & seen[1] and len(seen[0]) + len(seen[1]) == len({tuple(r) for r in rows.tolist()})
-    assert abs(len(seen[0]) - len(seen[1])) <= 1 and meta["train_blocks"] == len(rows)
+    assert not seen[0] & seen[1] and len(seen[0]) == len(seen[1]) == len(rows) // 2  # disjoint halves
+    assert meta["train_blocks"] == len(rows)
 
 
 def test_heldout_batches_are_masked_the_same_every_time(tokenizer, text, tmp_path):
@@ -228,3 +229,25 @@ def test_resumed_la_equals_an_uninterrupted_one(sweep_with, tmp_path):
                                                                       save=lambda state, m: None)))
     assert resumed["resumed_from_step"] == 2
     assert [h["perplexity"] for h in resumed["history"]] == [h["perplexity"] for h in whole["history"]]
+
+
+def test_a_line_without_end_is_refused_not_read_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(cp, "CHUNK_BYTES", 500)
+    monkeypatch.setattr(cp, "LONG_LINE", 1000)
+    old_mac = tmp_path / "sw.txt"
+    old_mac.write_bytes(b"a sentence\r" * 300)  # \r line endings: one 3,300-byte line
+    with pytest.raises(DataError, match=r"has a line of over .* after line 0: give one sentence"):
+        list(cp.file_chunks(old_mac, "sw", None))
+
+
+def test_only_the_added_special_tokens_are_never_masked(tokenizer, text, tmp_path):
+    """As run_mlm's special_tokens_mask: [CLS]/[SEP] are spared, an [UNK] in the text can be masked."""
+    prepared(tokenizer, text, tmp_path)
+    data = MLMData(tmp_path, tokenizer, 32, 8, seed=1)
+    item = data.train[0]
+    ids, mask = item["input_ids"].tolist(), item["special_tokens_mask"].tolist()
+    assert [i for i, m in zip(ids, mask) if m] == [i for i in ids if i in (tokenizer.cls_token_id, tokenizer.sep_token_id)]
+    unk = tokenizer.unk_token_id
+    row = torch.tensor([[tokenizer.cls_token_id, unk, unk, tokenizer.sep_token_id]])
+    assert data.train.special.tolist() == sorted([tokenizer.cls_token_id, tokenizer.sep_token_id])
+    assert np.isin(row.numpy(), data.train.special).tolist() == [[True, False, False, True]]

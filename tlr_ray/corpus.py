@@ -31,7 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--language", help="its language code (default: the file name, e.g. sw.txt -> sw)")
     p.add_argument("--block-size", type=int, default=LA_DEFAULTS["max_seq_length"],
                    help="tokens per block (the LA's max_seq_length; default %(default)s)")
-    p.add_argument("--heldout-fraction", type=float, default=la.heldout_fraction)
+    p.add_argument("--heldout-fraction", type=float, default=la.heldout_fraction,
+                   help="as the sweep's (per_language) value, or the sweep prepares its own (default %(default)s)")
     p.add_argument("--heldout-split", choices=("random", "first"), default=la.heldout_split)
     p.add_argument("--heldout-seed", type=int, default=la.heldout_seed)
     p.add_argument("--max-lines", type=int, help="use only the first N non-empty lines")
@@ -61,7 +62,8 @@ def corpus_job(args) -> dict:
         lang = languages.canonical(lang)
     except languages.UnknownLanguage as e:
         raise DataError(f"{e} Give the file's language with --language.") from None
-    model = str(resolve_path(args.model)) if args.model.startswith(("demo://", ".", "/", "~")) else args.model
+    local = args.model.startswith(("demo://", ".", "/", "~")) or Path(args.model).exists()  # as the sweep check
+    model = str(resolve_path(args.model)) if local else args.model
     spec = corpus_spec(model_fingerprint(model, args.revision), lang, path_fingerprint(str(path)), args.block_size,
                        args.heldout_fraction, args.heldout_split, args.heldout_seed, args.max_lines)
     from tlr_ray.fingerprint import digest
@@ -87,7 +89,7 @@ def main(argv=None) -> int:
         from tlr_ray.runner import run_job
         from tlr_ray.train.context import JobContext
         t0 = time.perf_counter()
-        metrics = run_job(job, storage, JobContext(cpus=args.workers, progress=True))
+        metrics = run_job(job, storage, JobContext(device="cpu", cpus=args.workers, progress=True))  # no torch
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -129,7 +129,7 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
     res = Resources(**resources[job["kind"]])  # resources per job kind
     t0 = time.perf_counter()
     if job["kind"] == "corpus":  # CPU work in the trial itself: its tokenizer processes use its CPUs
-        run_job(job, storage, JobContext(cpus=max(1, int(res.cpus_per_worker)), progress=False,
+        run_job(job, storage, JobContext(device="cpu", cpus=max(1, int(res.cpus_per_worker)), progress=False,
                                          report=lambda m: tune.report({LIVE + k: v for k, v in _numeric(m).items()})))
     elif job["kind"] == "eval":
         import torch
@@ -192,8 +192,8 @@ class TrackingCallback(tune.Callback):
             self.tracker.log_live(run_id, live, step)
         if "prepared" in live:  # a corpus job's progress (at most every 10 s): the long CPU work of a sweep
             eta = f", ETA {live['eta_seconds']:.0f} s" if "eta_seconds" in live else ""
-            print(f"  ... {_label(self.job_for(trial))}: {100 * live['prepared']:.0f}% prepared, "
-                  f"{live.get('rate', 0):.1f} MiB/s{eta}", flush=True)
+            rate = next((f", {v:,.1f} {k[:-6]}/s" for k, v in live.items() if k.endswith("_per_s")), "")
+            print(f"  ... {_label(self.job_for(trial))}: {100 * live['prepared']:.0f}% prepared{rate}{eta}", flush=True)
         if "job_seconds" in result:
             self.summary.trial_seconds[self.job_for(trial).id] = result["job_seconds"]
 

@@ -54,6 +54,9 @@ def dependencies(job: dict, storage: str) -> dict:
 def run_job(job: dict, storage: str, ctx: JobContext) -> dict:
     """Run `job` and publish its artifact (rank 0 only). Returns the recipe's metrics."""
     ctx.deps = dependencies(job, storage)
+    if ctx.rank == 0 and ctx.live is None:
+        from tlr_ray.progress import sender
+        ctx.live = sender(job["id"])  # the sweep driver's live display; None outside a sweep
     staging = artifacts.new_staging(storage, job["id"]) if ctx.rank == 0 else None
     try:
         metrics = recipe(job["kind"])(job, staging, ctx)

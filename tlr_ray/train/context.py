@@ -36,6 +36,7 @@ class JobContext:
     progress: bool = True                                    # tqdm bars in long loops
     cpus: int = 1                                            # processes a corpus job tokenises with
     checkpoints: Checkpoints | None = None
+    live: Callable[[dict], None] | None = None               # rank 0's progress to the driver (set by run_job)
 
     def dep(self, job_id: str) -> Path:
         if job_id not in self.deps:

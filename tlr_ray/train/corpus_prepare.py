@@ -34,6 +34,7 @@ from tlr_ray.tasks import DataError
 log = logging.getLogger(__name__)
 WIKIPEDIA = "wikimedia/wikipedia"
 CHUNK_BYTES = 2**20  # a worker's encodings of one chunk take ~25x its size: keep it small
+LONG_LINE = 8 * 2**20  # a longer line would make one chunk (and a worker's memory) unbounded
 DTYPE = np.uint32
 TRAIN, HELDOUT, META = "train.u32", "heldout.u32", "meta.json"
 
@@ -79,19 +80,24 @@ class Progress:
                + (f", ETA {eta:,.0f} s" if eta is not None else ""))
         log.info(msg)
         print(msg, flush=True)
-        self.report({"prepared": done / self.total if self.total else 0.0, "rate": rate / scale,
+        self.report({"prepared": done / self.total if self.total else 0.0, f"{self.unit.lower()}_per_s": rate / scale,
                      **({"eta_seconds": eta} if eta is not None else {})})
 
 
 def file_chunks(path: Path, language: str, progress: Progress | None) -> Iterator[list[str]]:
     """Non-empty, stripped lines of a UTF-8 text file, about CHUNK_BYTES at a time."""
     done, lines_before = 0, 0
-    with open(path, "rb") as f:
+    with open(path, "rb") as f:  # buffered: peek() says whether a line went on past LONG_LINE
         while True:
             data = f.read(CHUNK_BYTES)
             if not data:
                 break
-            data += f.readline()  # end the chunk at a line break
+            data += f.readline(LONG_LINE)  # end the chunk at a line break
+            if not data.endswith(b"\n") and f.peek(1):
+                after = lines_before + data.count(b"\n")
+                raise DataError(f"corpus file {path} (language {language}) has a line of over {LONG_LINE >> 20} MiB "
+                                f"after line {after}: give one sentence or document per "
+                                "line, with \\n line breaks (a file with \\r line endings reads as one line)")
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -115,14 +121,17 @@ def wikipedia_chunks(config: str, progress: Progress | None) -> Iterator[list[st
     except Exception as e:  # noqa: BLE001  (any Hub failure: say what we tried to load)
         raise DataError(f"could not load {WIKIPEDIA} config {config!r}: {e}. Give a local text file under "
                         "language_adapters.corpora instead.") from e
+    if progress is not None:  # articles, when the dump's card says how many
+        splits = getattr(ds.info, "splits", None) or {}
+        progress.total = splits["train"].num_examples if "train" in splits else None
+        progress.unit = "articles"
     chunk, size, done = [], 0, 0
-    for row in ds:
+    for done, row in enumerate(ds, 1):
         for p in row["text"].split("\n"):
             if p := p.strip():
                 chunk.append(p)
                 size += len(p)
         if size >= CHUNK_BYTES:
-            done += size
             if progress:
                 progress.update(done)
             yield chunk
@@ -213,8 +222,8 @@ def prepare(chunks: Iterator[list[str]], tokenizer, out: Path, *, block_size: in
                 write(_tokenize_chunk(task))
         else:
             # Not fork: the parent may be a Ray worker with threads, and a forked copy could deadlock. A fork
-            # server that preloads only this module (not the parent's __main__, e.g. Ray's worker script)
-            # starts each worker in milliseconds with nothing heavy imported.
+            # server (started by fork+exec) that preloads this module forks the workers; each still runs the
+            # parent's __main__ top level once (in Ray: its worker script, ~0.6 s), not torch.
             ctx = mp.get_context("forkserver")
             ctx.set_forkserver_preload([__name__])
             with ctx.Pool(workers, _init_worker, (tokenizer_json,)) as pool:
@@ -284,7 +293,8 @@ def run_corpus_job(job: dict, out_dir: Path, ctx) -> dict:
     meta = prepare(chunks(progress), tokenizer, out_dir / "corpus", block_size=spec["block_size"],
                    heldout_fraction=spec["heldout_fraction"], heldout_seed=spec["heldout_seed"], first=first,
                    workers=ctx.cpus, describe=describe)
-    progress.update(total or 0, force=True)
+    if total:
+        progress.update(total, force=True)
     mib = (total or 0) / 2**20
     return {"lines": meta["lines"], "train_tokens": meta["train_tokens"], "train_blocks": meta["train_blocks"],
             "heldout_blocks": meta["heldout_blocks"], "prepare_seconds": meta["seconds"],

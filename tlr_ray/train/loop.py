@@ -21,6 +21,7 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from tlr_ray.config import TrainArgs
+from tlr_ray.progress import Throttle
 from tlr_ray.train.context import Checkpoints
 
 
@@ -76,12 +77,15 @@ def run_loop(
     report: Callable[[dict], None] = lambda metrics: None,
     ddp_model: torch.nn.Module | None = None,
     checkpoints: Checkpoints | None = None,
+    live: Callable[[dict], None] | None = None,
 ) -> LoopResult:
     """Train for `total_steps`, evaluating every `args.eval_every` steps and at the end.
 
     `evaluate()` returns metrics incl. `score_key`; the best evaluation's trainable parameters are kept
     (not the last's). `report(metrics)` is called after every evaluation (Ray Train reporting).
     `ddp_model` is the DistributedDataParallel wrapper when training on several workers.
+    `live(progress)`: where rank 0 sends {step, total, loss, rate} at most every few seconds (the
+    driver's live display, tlr_ray/progress.py).
     `checkpoints`: save the whole training state every `checkpoints.every` steps (rounded up to a
     multiple of `eval_every`; default: at each evaluation) and, when a saved state exists, continue from it. The result is then the same as an
     uninterrupted run's on one worker: the batches before the checkpoint are drawn again and skipped
@@ -94,7 +98,8 @@ def run_loop(
     if total_steps < 1:
         raise RuntimeError(f"the step budget is {total_steps} steps, so nothing would be trained and no result "
                            "earned; give max_steps >= 1, or epochs > 0 with a non-empty training set")
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    # Fused AdamW on CUDA: one kernel for all adapter tensors instead of several per tensor.
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay, fused=device.type == "cuda")
     sched = get_linear_schedule_with_warmup(opt, int(args.warmup_ratio * total_steps), total_steps)
     forward = ddp_model or model
     result, since_best, elapsed = LoopResult(), 0, 0.0
@@ -119,10 +124,12 @@ def run_loop(
             next(batches)
         set_rng_state(saved["rng"])
     t0 = time.perf_counter() - elapsed
+    progress, last_loss = Throttle(live, total_steps, start), float("nan")
     for step in range(start, total_steps):
         model.train()
         activate(step)
-        batch = {k: v.to(device) for k, v in next(batches).items()}
+        # From pinned memory (the loaders pin on CUDA) the copy overlaps with the previous step's work.
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         with autocast(device, precision):
             loss = forward(**batch).loss
         loss.backward()
@@ -164,7 +171,7 @@ def run_loop(
             else:
                 since_best += 1
             metrics.update(step=step + 1, train_loss=train_loss, best_score=result.best_score)
-            running, n_running = 0.0, 0
+            running, n_running, last_loss = 0.0, 0, train_loss
             result.history.append(metrics)
             result.stopped_early = args.patience is not None and since_best >= args.patience
         if every and (step + 1) % every == 0 and not last:
@@ -176,6 +183,7 @@ def run_loop(
             checkpoints.save(state, metrics)
         elif metrics is not None:
             report(metrics)
+        progress(step + 1, lambda: float(running / n_running) if n_running else last_loss)
         if result.stopped_early:
             result.steps = step + 1
             break

@@ -7,8 +7,10 @@ A pretrained LA (a folder or Hub id) is not trained: it is loaded and saved in o
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import torch
 from transformers import set_seed
 
 from tlr_ray.config import TrainArgs
@@ -23,6 +25,7 @@ NAME = "la"  # the adapter's name while training; saved folders are renamed on l
 
 def train_mlm_adapter(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     spec, inputs = job["spec"], job["inputs"]
+    started = time.perf_counter()  # phase timers (the time_*_s metrics), outside the training loop
     model = mlm_model(inputs["model"], inputs["model_revision"])
     if "pretrained" in inputs:
         model.load_adapter(inputs["pretrained"], load_as=NAME, with_head=False)
@@ -39,31 +42,48 @@ def train_mlm_adapter(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     model.set_active_adapters(NAME)
     freeze_all_but(model, NAME, heads=False)
     model.to(ctx.device)
+    loaded = time.perf_counter()
     # Each corpus was prepared once by its `corpus` job; its blocks are memory-mapped, not loaded.
     data = [MLMData(ctx.dep(corpus_id) / "corpus", tokenizer, args.max_seq_length, args.batch_size,
                     spec["seed"] + i, args.eval_batch_size, ctx.rank, ctx.world_size)
             for i, corpus_id in enumerate(spec["corpora"])]
     langs = spec["languages"]
+    eval_seconds = [0.0]  # summed over evaluations (those in the loop are part of train_seconds)
 
-    def evaluate() -> dict:
-        ppl = {f"perplexity_{langs[i]}": perplexity(model, d.heldout_batches(), ctx.device) for i, d in enumerate(data)}
+    def evaluate(corpora=spec["select_on"]) -> dict:
+        t = time.perf_counter()
+        # During training only the corpora that select the checkpoint (a BA's target): scoring the
+        # source's held-out text too would cost a BA about twice its training on English Wikipedia.
+        ppl = {f"perplexity_{langs[i]}": perplexity(model, data[i].heldout_batches(), ctx.device) for i in corpora}
         ppl["perplexity"] = sum(ppl[f"perplexity_{langs[i]}"] for i in spec["select_on"]) / len(spec["select_on"])
+        eval_seconds[0] += time.perf_counter() - t
         return ppl
 
     # An epoch is a pass over the corpora in the schedule's proportions. An LA trains 100 epochs, at
     # least 30,000 and at most 100,000 steps (METHOD.md); BAs a fixed max_steps.
     steps_per_epoch = sum(len(data[i].loader) for i in set(spec["schedule"]))
     batches = interleave([endless(d.loader, spec["seed"] + i) for i, d in enumerate(data)], spec["schedule"])
+    data_ready = time.perf_counter()
     result = run_loop(model, batches, activate=lambda step: None, evaluate=evaluate, args=args,
                       total_steps=total_steps(args, steps_per_epoch), score_key="perplexity",
                       higher_is_better=False, device=ctx.device, precision=ctx.precision,
                       report=ctx.report, ddp_model=ctx.wrap(model),
-                      checkpoints=ctx.checkpoints)
+                      checkpoints=ctx.checkpoints, live=ctx.live)
     model.load_state_dict(result.best_state, strict=False)  # the best evaluation, not the last step
+    saving = time.perf_counter()
     if ctx.rank == 0:
         model.save_adapter(str(out_dir / "adapter"), NAME, with_head=False)
+    saved = time.perf_counter()
+    final = {}
+    if len(data) > len(spec["select_on"]):  # a BA/MA: its source perplexity too, once, at the chosen step
+        model.eval()
+        with torch.no_grad():
+            final = evaluate(range(len(data)))
     best = result.history[[h["step"] for h in result.history].index(result.best_step)]
-    return {"heldout_perplexity": result.best_score, **{k: v for k, v in best.items() if k.startswith("perplexity_")},
+    return {"heldout_perplexity": result.best_score,
+            **{k: v for k, v in {**best, **final}.items() if k.startswith("perplexity_")},
             "best_step": result.best_step, "steps": result.steps, "train_seconds": result.train_seconds,
             "resumed_from_step": result.resumed_from_step,
+            "time_model_s": loaded - started, "time_data_s": data_ready - loaded, "time_eval_s": eval_seconds[0],
+            "time_save_s": saved - saving,
             "history": result.history}

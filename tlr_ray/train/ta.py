@@ -51,10 +51,12 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     train = tokenized(task, options, source, "train", code, tokenizer, args.max_seq_length)
     val = tokenized(task, options, source, "validation", code, tokenizer, args.max_seq_length,
                     prepare=subset(args.max_eval_examples))
-    train = train.shard(ctx.world_size, ctx.rank) if ctx.world_size > 1 else train
+    if ctx.world_size > 1:  # equal shards: every rank counts the same steps, or DDP waits on the shortest
+        train = train.select(range(len(train) - len(train) % ctx.world_size)).shard(ctx.world_size, ctx.rank)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(spec["seed"]),
-                        collate_fn=lambda f: task.collate(f, tokenizer), drop_last=len(train) > args.batch_size)
+                        collate_fn=lambda f: task.collate(f, tokenizer), drop_last=len(train) > args.batch_size,
+                        pin_memory=ctx.device.type == "cuda")  # non-blocking copies to the GPU
 
     def setup(la: str | None):
         return Stack(la, NAME) if la else Stack(NAME)
@@ -80,7 +82,7 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
                       total_steps=total_steps(args, len(loader)), score_key=task.metric,
                       higher_is_better=True, device=ctx.device, precision=ctx.precision,
                       report=ctx.report, ddp_model=ctx.wrap(model),
-                      checkpoints=ctx.checkpoints)
+                      checkpoints=ctx.checkpoints, live=ctx.live)
     model.load_state_dict(result.best_state, strict=False)  # the best evaluation, not the last step
     if ctx.rank == 0:
         model.save_adapter(str(out_dir / "adapter"), NAME, with_head=True)
