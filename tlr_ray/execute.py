@@ -70,12 +70,15 @@ def _numeric(metrics: dict) -> dict:
 
 def train_worker(config: dict) -> None:
     """Ray Train's per-worker function: one data-parallel worker of an LA, BA or TA job."""
+    entered = time.time()  # wall clock, as the trial's `started`: how long the worker group took to start
     import ray.train
     import ray.train.torch
 
-    from tlr_ray.runner import run_job
+    from tlr_ray.runner import run_job, timings
     from tlr_ray.train.context import JobContext
     quiet_libraries()
+    times = {"time_worker_start_s": entered - config["started"], "time_worker_imports_s": time.time() - entered} \
+        if "started" in config else {}
     rctx = ray.train.get_context()
     world = rctx.get_world_size()
     ctx = JobContext(
@@ -85,7 +88,13 @@ def train_worker(config: dict) -> None:
         wrap=(lambda model: ray.train.torch.prepare_model(model, move_to_device=False)) if world > 1
         else (lambda model: None),
         checkpoints=ray_checkpoints(config["checkpoint_every"], rctx.get_world_rank()))
-    run_job(config["job"], config["storage"], ctx)
+    metrics = run_job(config["job"], config["storage"], ctx)
+    if ctx.rank == 0 and config.get("timings"):  # where the time went, for the trial's last report (one small file)
+        import json
+        try:
+            store.StoreFile(config["storage"], *config["timings"]).write_text(json.dumps({**times, **timings(metrics)}))
+        except OSError as e:  # only informative: never fails a published job
+            log.warning("could not write the job's timings: %s", e)
 
 
 def ray_checkpoints(every: int | None, rank: int):
@@ -121,20 +130,24 @@ TRAIN_RUNS = ("ray", "train")  # below the storage root: Ray Train's run folders
 
 def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources: dict[str, dict],
               checkpoint_every: int | None = None, max_failures: int = 0, train_run: str | None = None) -> None:
-    """One Tune trial = one job. `train_run`: the Ray Train run's name, by default the job id (see below)."""
-    from tlr_ray.runner import run_job
+    """One Tune trial = one job. `train_run`: the Ray Train run's name, by default the job id (see below).
+    Its last report says where the trial's time went (`time_*`, benchmarks/overhead.py)."""
+    entered = time.time()  # wall clock: comparable with the driver's and the Train workers' clocks
+    from tlr_ray.runner import run_job, timings
     from tlr_ray.train.context import JobContext
     quiet_libraries()
+    times = {"time_trial_entered": entered, "time_trial_imports_s": time.time() - entered}
     job = jobs[config["job_id"]]
     res = Resources(**resources[job["kind"]])  # resources per job kind
     t0 = time.perf_counter()
     if job["kind"] == "corpus":  # CPU work in the trial itself: its tokenizer processes use its CPUs
-        run_job(job, storage, JobContext(device="cpu", cpus=max(1, int(res.cpus_per_worker)), progress=False,
-                                         report=lambda m: tune.report({LIVE + k: v for k, v in _numeric(m).items()})))
+        times.update(timings(run_job(job, storage, JobContext(
+            device="cpu", cpus=max(1, int(res.cpus_per_worker)), progress=False,
+            report=lambda m: tune.report({LIVE + k: v for k, v in _numeric(m).items()})))))
     elif job["kind"] == "eval":
         import torch
         device = torch.device("cuda" if res.use_gpu and torch.cuda.is_available() else "cpu")
-        run_job(job, storage, JobContext(device=device, precision=precision, progress=False))
+        times.update(timings(run_job(job, storage, JobContext(device=device, precision=precision, progress=False))))
     else:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
@@ -142,9 +155,11 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
         per_worker = {"CPU": res.cpus_per_worker, **res.custom}
         if res.use_gpu:
             per_worker["GPU"] = res.gpus_per_worker or 1
+        timing_file = [*TRAIN_RUNS, train_run or job["id"], "timings.json"]  # the worker's phase times
         trainer = TorchTrainer(
             train_worker, train_loop_config={"job": job, "storage": storage, "precision": precision,
-                                             "checkpoint_every": checkpoint_every},
+                                             "checkpoint_every": checkpoint_every,
+                                             "started": time.time(), "timings": timing_file},
             scaling_config=ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
                                          resources_per_worker=per_worker),
             # Named by the job id, not the trial: a retried trial, or a rerun of the sweep after its
@@ -153,15 +168,24 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
                                  failure_config=FailureConfig(max_failures=max_failures),
                                  checkpoint_config=CheckpointConfig(num_to_keep=1),
                                  callbacks=[TuneReportCallback()]))
+        fitting = time.perf_counter()
         trainer.fit()
+        times["time_fit_s"] = time.perf_counter() - fitting
+        try:  # written by the rank-0 worker (train_worker); the folder goes with the checkpoints below
+            import json
+            times.update(json.loads(store.StoreFile(storage, *timing_file).read_text()))
+        except (OSError, ValueError):
+            pass
+    verifying = time.perf_counter()
     manifest = artifacts.verify(storage, job["id"])
     if manifest is None:
         raise RuntimeError(f"job {job['id']} finished without an intact artifact")
     if job["kind"] not in ("eval", "corpus"):
         store.remove(storage, *TRAIN_RUNS, train_run or job["id"])  # the artifact is published: its checkpoints are spent
+    times["time_verify_s"] = time.perf_counter() - verifying
     final = _numeric(manifest["metrics"])
     best = [v for k, v in final.items() if k.startswith("validation_")]  # a TA's selection score
-    tune.report({"done_job": 1, "job_seconds": time.perf_counter() - t0, **final,
+    tune.report({"done_job": 1, "job_seconds": time.perf_counter() - t0, **final, **times,
                  **({LIVE + "best_score": best[0]} if best else {})})
 
 
@@ -174,12 +198,18 @@ class TrackingCallback(tune.Callback):
         self.tags = tags or {}
         self.runs: dict[str, str | None] = {}
         self.done = 0
+        self.display = None  # the live view (tlr_ray/progress.py), when the sweep shows one
+
+    def say(self, text: str) -> None:
+        (self.display.write if self.display else lambda t: print(t, flush=True))(text)
 
     def job_for(self, trial) -> Job:
         return self.jobs[trial.config["job_id"]]
 
     def on_trial_start(self, iteration, trials, trial, **info):
         run_id = self.runs[trial.trial_id] = self.tracker.start_job(self.job_for(trial))
+        if self.display:
+            self.display.job_started(self.job_for(trial).id)
         for k, v in self.tags.items():
             if run_id:
                 self.tracker.client.set_tag(run_id, k, v)
@@ -193,7 +223,7 @@ class TrackingCallback(tune.Callback):
         if "prepared" in live:  # a corpus job's progress (at most every 10 s): the long CPU work of a sweep
             eta = f", ETA {live['eta_seconds']:.0f} s" if "eta_seconds" in live else ""
             rate = next((f", {v:,.1f} {k[:-6]}/s" for k, v in live.items() if k.endswith("_per_s")), "")
-            print(f"  ... {_label(self.job_for(trial))}: {100 * live['prepared']:.0f}% prepared{rate}{eta}", flush=True)
+            self.say(f"  ... {_label(self.job_for(trial))}: {100 * live['prepared']:.0f}% prepared{rate}{eta}")
         if "job_seconds" in result:
             self.summary.trial_seconds[self.job_for(trial).id] = result["job_seconds"]
 
@@ -211,8 +241,11 @@ class TrackingCallback(tune.Callback):
         if "train_seconds" in manifest["metrics"]:
             self.summary.train_seconds[job.id] = manifest["metrics"]["train_seconds"]
         shown = {k: round(v, 2) for k, v in _numeric(manifest["metrics"]).items()
-                 if k not in ("steps", "best_step", "train_seconds", "examples") and (v or k != "resumed_from_step")}
-        print(f"  [{self.done}/{self.total}] {_label(job)}: {shown}", flush=True)
+                 if k not in ("steps", "best_step", "train_seconds", "examples") and not k.startswith("time_")
+                 and (v or k != "resumed_from_step")}
+        self.say(f"  [{self.done}/{self.total}] {_label(job)}: {shown}")
+        if self.display:
+            self.display.job_ended(job.id)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
@@ -222,7 +255,9 @@ class TrackingCallback(tune.Callback):
         self.summary.failed[job.id] = why
         if run_id:
             self.tracker.fail_job(run_id, why)
-        print(f"  [{self.done}/{self.total}] FAILED {_label(job)}: {why}", flush=True)
+        self.say(f"  [{self.done}/{self.total}] FAILED {_label(job)}: {why}")
+        if self.display:
+            self.display.job_ended(job.id)
 
 
 def _error_text(trial) -> str:
@@ -246,9 +281,30 @@ def connect(verbose: bool = False) -> None:
     failed job's error is printed from Tune's error file. Everything stays in Ray's log folder."""
     if not verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic reporter honours verbose=0
+    quiet_worker_pool_warnings()
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=verbose,
                  logging_level=logging.WARNING, configure_logging=True)
+
+
+def quiet_worker_pool_warnings() -> None:
+    """Ray's raylet prints "N PYTHON worker processes have been started ... 4x the maximum expected
+    startup concurrency" through the driver whenever Ray Train starts its helper actors: expected here
+    (each training job starts several), harmless, and it would break up the live display. Those lines
+    go to the log; every other message Ray sends the driver is printed as before."""
+    from ray._private import worker
+    show = getattr(worker, "print_to_stdstream", None)
+    if show is None or getattr(show, "_tlr_ray", False):
+        return
+
+    def filtered(data, *args, **kwargs):
+        lines = [ln for ln in data.get("lines", []) if "PYTHON worker processes have been started" not in ln]
+        if len(lines) < len(data.get("lines", [])):
+            log.debug("ray: %s", data.get("lines"))
+        if lines:
+            show({**data, "lines": lines}, *args, **kwargs)
+    filtered._tlr_ray = True
+    worker.print_to_stdstream = filtered
 
 
 def trial_resources(sweep: Sweep, kinds: dict[str, str]):
@@ -275,6 +331,7 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
         job_trial, jobs={j.id: asdict(j) for j in todo}, storage=storage, precision=ex.precision,
         resources={kind: asdict(sweep.resources(kind)) for kind in limits},
         checkpoint_every=ex.checkpoint_every, max_failures=ex.max_failures)
+    tracking = TrackingCallback(tracker, {j.id: j for j in todo}, storage, summary, len(todo))
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources(sweep, kinds)),
         # max_concurrent_trials wraps the Dispatcher in a ConcurrencyLimiter, which is what lets Tune
@@ -289,8 +346,20 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
             # A trial whose process died (not a worker: Ray Train handles those) is started again and
             # resumes from its job's checkpoints.
             failure_config=tune.FailureConfig(max_failures=ex.max_failures),
-            callbacks=[TrackingCallback(tracker, {j.id: j for j in todo}, storage, summary, len(todo))]))
-    tuner.fit()
+            callbacks=[tracking]))
+    with live_display(todo, tracking):
+        tuner.fit()
+
+
+def live_display(todo: list[Job], tracking: TrackingCallback):
+    """The running jobs' step/total, loss, rate and ETA, and the sweep's, while Tune runs
+    (tlr_ray/progress.py): a tqdm bar on a terminal, a status line every 30 s elsewhere."""
+    from tlr_ray.progress import BOARD, Board, Display
+    board = Board.options(name=BOARD, get_if_exists=True).remote()
+    planned = {j.id: j.spec["args"]["max_steps"] for j in todo
+               if j.kind in ("la", "ba", "ta") and (j.spec.get("args") or {}).get("max_steps")}
+    tracking.display = Display(board, len(todo), {j.id: _label(j) for j in todo}, planned, lambda: tracking.done)
+    return tracking.display
 
 
 def execute(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker, verbose: bool = False) -> Summary:

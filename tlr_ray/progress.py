@@ -101,16 +101,18 @@ class Display:
         eta = f", ETA {_duration(left / rate)} (training steps left / current rate)" if rate > 0 else ""
         return f"jobs {self.done()}/{self.total}{eta}" + "".join(f"; {r}" for r in running)
 
+    def job_started(self, job_id: str) -> None:
+        if not self.tty:
+            print(f"  started {self.labels.get(job_id, job_id)}", flush=True)
+
     def job_ended(self, job_id: str) -> None:
         self.finished.add(job_id)
         try:
             self.board.remove.remote(job_id)
         except Exception:  # noqa: BLE001  (the display is best effort; it never fails a sweep)
             pass
-        if not self.tty:
-            self.show(force=True)
 
-    def show(self, force: bool = False) -> None:
+    def show(self) -> None:
         try:
             jobs = ray.get(self.board.snapshot.remote(), timeout=10)
         except Exception:  # noqa: BLE001

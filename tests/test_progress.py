@@ -1,0 +1,38 @@
+"""The live view of a running sweep (tlr_ray/progress.py): what rank 0 sends, how often, and the line the
+driver shows. Ray is not needed for these; the e2e sweeps run the real display."""
+from __future__ import annotations
+
+import torch
+
+from tlr_ray import progress
+from tlr_ray.config import TrainArgs
+from tlr_ray.train.loop import run_loop
+from test_loop import Toy, batches
+
+
+def test_the_loop_sends_step_total_loss_and_rate_at_most_every_few_seconds(monkeypatch):
+    sent = []
+    clock = iter(range(0, 10_000, 2))  # every call to the clock advances 2 s
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    args = TrainArgs(batch_size=1, lr=0.1, max_steps=12, eval_every=4)
+    run_loop(Toy(), batches(), lambda s: None, lambda: {"s": 1.0}, args=args, total_steps=12, score_key="s",
+             higher_is_better=True, device=torch.device("cpu"), live=sent.append)
+    assert sent and len(sent) < 12  # throttled: not every step
+    assert all(m["total"] == 12 and 0 < m["step"] <= 12 and m["rate"] > 0 for m in sent)
+    assert [m["step"] for m in sent] == sorted(m["step"] for m in sent)
+    assert all(isinstance(m["loss"], float) for m in sent)
+
+
+def test_no_sender_outside_a_sweep():
+    assert progress.sender("la-0") is None  # no Ray, no board: the loop sends nothing
+
+
+def test_the_status_line_has_each_job_and_the_sweeps_eta():
+    d = progress.Display(board=None, total=5, labels={"la-1": "LA sw", "ta-1": "TA MAD-X"},
+                         planned_steps={"la-1": 100, "ta-1": 50, "ta-2": 50}, done=lambda: 2, tty=False)
+    line = d.line({"la-1": {"step": 40, "total": 100, "loss": 3.25, "rate": 2.0}})
+    # left: 60 of the running LA + 50 + 50 planned = 160 steps at 2 steps/s = 80 s
+    assert line.startswith("jobs 2/5, ETA 80 s") and "LA sw 40/100 loss 3.250 2.0 steps/s ETA 30 s" in line
+    d.finished.add("ta-2")
+    assert "ETA 55 s" in d.line({"la-1": {"step": 40, "total": 100, "loss": 3.25, "rate": 2.0}})
+    assert d.line({}) == "jobs 2/5"  # nothing reporting yet: no ETA to give
