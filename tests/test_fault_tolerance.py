@@ -123,7 +123,7 @@ def test_killed_training_worker_resumes_from_its_checkpoint(cluster):
     assert proc.returncode == 0, out[-4000:]
     assert victims
     done = manifests(c["storage"])
-    assert len(done) == 4, out[-3000:]  # 2 LAs, 1 TA, 1 eval
+    assert len(done) == 6, out[-3000:]  # 2 corpora, 2 LAs, 1 TA, 1 eval
     metrics = done[job_id]["metrics"]
     assert metrics["resumed_from_step"] >= 50 and metrics["resumed_from_step"] % 50 == 0, metrics
     assert metrics["steps"] == 250
@@ -155,10 +155,10 @@ def test_killed_driver_rerun_completes_without_retraining_or_duplicate_runs(kill
     c = killed_driver_then_rerun
     assert c["again"].returncode == 0, c["again"].stdout[-4000:] + c["again"].stderr[-2000:]
     after = manifests(c["storage"])
-    assert len(after) == 4 and c["before"]
+    assert len(after) == 6 and c["before"]  # 2 corpora, 2 LAs, 1 TA, 1 eval
     for job_id, manifest in c["before"].items():  # finished before the kill: reused, not retrained
         assert after[job_id]["created"] == manifest["created"]
-    assert f"{4 - len(c['before'])} jobs run, {len(c['before'])} reused" in c["again"].stdout
+    assert f"{6 - len(c['before'])} jobs run, {len(c['before'])} reused" in c["again"].stdout
     runs = job_runs(c)
     ids = [r.data.tags["job_id"] for r in runs]
     assert sorted(ids) == sorted(after) and len(set(ids)) == len(ids)  # exactly one run per job
@@ -180,7 +180,7 @@ def test_truncated_adapter_is_detected_and_retrained(killed_driver_then_rerun):
     weights.write_bytes(weights.read_bytes()[:100])
     third = subprocess.run(sweep_cmd(c, c["path"]), env=c["env"], capture_output=True, text=True, timeout=900)
     assert third.returncode == 0, third.stdout[-4000:] + third.stderr[-2000:]
-    assert "1 jobs run, 3 reused" in third.stdout  # the LA only: its dependants' ids do not change
+    assert "1 jobs run, 5 reused" in third.stdout  # the LA only: its dependants' ids do not change
     assert re.search(rf"artifact of {la} at \S+ is damaged \(adapter/\S+ does not match its checksum\)",
                      third.stderr), third.stderr[-3000:]
     aside = [p.name for p in (c["storage"] / "corrupt").iterdir()]

@@ -106,7 +106,7 @@ def test_ray_job_submit_runs_the_sweep(head, tmp_path):
             break
         time.sleep(5)
     assert r.returncode == 0 and "succeeded" in out.lower(), r.stdout[-3000:] + r.stderr[-1500:]
-    assert "### nli / demo_xnli (accuracy)" in out and "10 jobs run" in out  # the sweep's own output
+    assert "### nli / demo_xnli (accuracy)" in out and "13 jobs run" in out  # the sweep's own output
     jobs = subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True, text=True)
     assert "SUCCEEDED" in jobs.stdout
     client = MlflowClient(uri)

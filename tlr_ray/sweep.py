@@ -44,6 +44,13 @@ def main(argv=None) -> int:
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001  a mistake the checks missed: still an error line, not a traceback
+        if args.verbose:
+            raise
+        print(f"error: {args.sweep}: the sweep could not be checked and planned ({type(e).__name__}: {e}). "
+              "This is a gap in tlr_ray's checks, which should have named the key: please report it; "
+              "--verbose shows the traceback", file=sys.stderr)
+        return 2
     if args.dry_run:
         print(plan.to_json() if args.json else f"{describe(plan, args.sweep)}\n{estimate_for(sweep, plan)}")
         if sweep.config.search and not args.json:
@@ -82,6 +89,7 @@ def run(sweep, plan, args) -> int:
     print(f"artifacts: {storage}\nMLflow:    {uri} (experiment {sweep.name!r})", flush=True)
     tracker = Tracker(uri, sweep.name, artifact_root=store.join(storage, "mlflow-artifacts"))
     tracker.start_execution(dataclasses.asdict(sweep.config), plan.to_json(), Path(args.sweep).read_text())
+    tracker.save_views(plan.of_kind("eval"))  # the runs page's Views: one comparison of the variants per dataset
     status = "FAILED"
     try:
         summary = execute(sweep, plan, storage, tracker, args.verbose)
@@ -96,15 +104,23 @@ def run(sweep, plan, args) -> int:
         print(f"  FAILED {job_id}: {why}")
     print()
     print(format_all(from_mlflow(sweep.name, uri)))
-    write_report(sweep.name, uri, storage)
+    write_report(sweep.name, uri, storage, tracker)
+    datasets = sorted({j.dataset for j in plan.of_kind("eval") if j.dataset})
+    if datasets:
+        print(f"MLflow UI: mlflow ui --backend-store-uri {uri}, then (\"Model training\", experiment "
+              f"{sweep.name!r}, Views):")
+        for dataset in datasets:
+            print(f"  {dataset}: {tracker.view_url(dataset)}")
     return 1 if summary.failed else 0
 
 
-def write_report(name: str, uri: str, storage: str) -> None:
-    """The sweep's report (docs/report.md), Markdown and HTML with its figure, in <storage>/reports/<name>/.
-    For a remote store it is written to a local temp folder, then every file is uploaded there (the HTML
-    links its figure by a relative name, so the uploaded folder stays whole). A report that cannot be
-    written is reported, not fatal: every result is in MLflow and `python -m analysis.report` can retry."""
+def write_report(name: str, uri: str, storage: str, tracker=None) -> None:
+    """The sweep's report (docs/report.md), Markdown and HTML with its figure, and the tidy table
+    `results.parquet`, in <storage>/reports/<name>/; with `tracker`, also the artifacts `report/...` of its
+    execution run, viewable in the MLflow UI. For a remote store it is written to a local temp folder, then
+    every file is uploaded there (the HTML links its figure by a relative name, so the uploaded folder stays
+    whole). A report that cannot be written is reported, not fatal: every result is in MLflow and
+    `python -m analysis.report` can retry."""
     import shutil
     import tempfile
 
@@ -118,11 +134,24 @@ def write_report(name: str, uri: str, storage: str) -> None:
                                 "--out", str(folder / file)])
             if code:
                 raise RuntimeError(f"analysis.report exited with {code}")
+        try:
+            from analysis.tidy import from_mlflow, to_parquet
+            to_parquet(from_mlflow(name, uri), folder / "results.parquet")
+        except Exception as e:  # noqa: BLE001  (the report stands without it)
+            print(f"warning: no results.parquet next to the report ({e})", file=sys.stderr)
         if not store.is_local(storage):
             fs, root = store.filesystem(storage)
             for f in sorted(folder.iterdir()):
                 store.upload(fs, f, f"{root}/reports/{name}/{f.name}")
-        print(f"report: {store.join(target, 'report.html')} (and report.md)")
+        others = ", ".join(f.name for f in sorted(folder.iterdir()) if f.name != "report.html")
+        print(f"report: {store.join(target, 'report.html')} (and {others})")
+        if tracker is not None and tracker.parent_id:
+            try:
+                tracker.log_report(folder)
+                run = tracker.client.get_run(tracker.parent_id)
+                print(f"         and in MLflow: artifacts report/ of run {run.info.run_name!r}")
+            except Exception as e:  # noqa: BLE001
+                print(f"warning: the report is not in MLflow ({e})", file=sys.stderr)
     except Exception as e:  # noqa: BLE001
         out = store.join(target, "report.html") if store.is_local(storage) else f"reports/{name}/report.html"
         print(f"warning: no report written ({e}); retry with: python -m analysis.report mlflow:{name} "

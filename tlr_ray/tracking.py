@@ -20,6 +20,11 @@ from tlr_ray.plan import Job
 from tlr_ray.storage import is_local, join
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+# The experiment's description (shown on the MLflow home page and in the experiment's header).
+NOTE_TAG, NOTE_MARK = "mlflow.note.content", "tlr_ray sweep"
+# A saved view of the runs page (its "Views" menu) is an experiment tag `mlflow.sharedViewState.<id>`, opened by
+# `#/experiments/<experiment>/runs?viewStateShareKey=<id>` (MLflow 3.17's JS bundle, module 53787).
+VIEW_TAG = "mlflow.sharedViewState."
 
 
 def tracking_uri(configured: str | None) -> str:
@@ -58,6 +63,38 @@ def _flatten(prefix: str, obj) -> dict[str, str]:
     return {prefix: json.dumps(obj) if isinstance(obj, (list, tuple)) else str(obj)}
 
 
+def describe_experiment(sweep: str) -> str:
+    return (f"{NOTE_MARK} {sweep}. Runs: the \"Model training\" view (top of the sidebar). Views: per evaluation "
+            "dataset, the average `score` per variant. Report: Artifacts of a \"sweep ...\" run.")
+
+
+def primary_metric(task: str | None, metrics: dict) -> str | None:
+    """The name of the metric (of an eval job's raw `metrics`) that the report's tables show: the task's primary
+    metric (analysis.table.PRIMARY_METRIC), or the only metric of another task; None if it has neither."""
+    from analysis.table import PRIMARY_METRIC
+    names = [k for k, v in metrics.items() if k != "examples" and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    name = PRIMARY_METRIC.get(task or "")
+    if name is None and len(names) == 1:
+        name = names[0]
+    return name if name in names else None
+
+
+def view_id(dataset: str) -> str:
+    return "tlr_ray-variants-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in dataset)
+
+
+def comparison_view(dataset: str, with_ratio: bool = False) -> dict:
+    """The runs-page state that compares the variants on `dataset`: its eval runs, grouped by tag `variant`
+    (and `ratio` when BAD-X ratios are swept), the average of `score` per group in the table and the chart."""
+    keys = [{"mode": "tag", "groupByData": "variant"}] + ([{"mode": "tag", "groupByData": "ratio"}] if with_ratio else [])
+    return {"searchFilter": f"tags.kind = 'eval' and tags.dataset = '{dataset}'",
+            "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
+            "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+            "selectedColumns": ["metrics.`score`", "tags.`metric_name`", "tags.`target`", "tags.`seed`"],
+            "runsHiddenMode": "SHOW_ALL", "groupBy": {"aggregateFunction": "average", "groupByKeys": keys},
+            "useGroupedValuesInCharts": True, "hideEmptyCharts": True, "chartsSearchFilter": "score"}
+
+
 class Tracker:
     def __init__(self, uri: str, sweep: str, artifact_root: str | None = None):
         """`artifact_root`: where a new experiment keeps MLflow's own artifacts (the plan, the sweep file),
@@ -68,8 +105,12 @@ class Tracker:
         location = (None if not artifact_root else join(artifact_root, sweep) if not is_local(artifact_root)
                     else Path(artifact_root, sweep).resolve().as_uri())
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(sweep, location)
-        # MLflow 3's UI opens GenAI experiments on a traces page; ours are training runs: show the runs table.
+        # The experiment kind of MLflow builds that read it (MLflow 3.17's own UI does not: its landing page
+        # follows the browser's "GenAI / Model training" switch, see docs/results.md "In the MLflow UI").
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
+        note = (exp.tags.get(NOTE_TAG, "") if exp else "")
+        if not note or note.startswith(NOTE_MARK):  # ours, or none yet: never a description a person wrote
+            self.client.set_experiment_tag(self.experiment_id, NOTE_TAG, describe_experiment(sweep))
         self.parent_id: str | None = None
 
     def start_execution(self, config: dict, plan_json: str, sweep_yaml: str) -> str:
@@ -88,6 +129,51 @@ class Tracker:
     def end_execution(self, status: str) -> None:
         if self.parent_id:
             self.client.set_terminated(self.parent_id, status)
+
+    def save_views(self, eval_jobs) -> list[str]:
+        """A saved view of the runs page per evaluation dataset of `eval_jobs` (see `comparison_view`); a rerun
+        replaces the sweep's views. Returns their names, as the UI lists them under Views."""
+        names = []
+        for dataset in sorted({j.dataset for j in eval_jobs if j.dataset}):
+            ratio = any(j.ratio for j in eval_jobs if j.dataset == dataset)
+            name, now = f"{dataset}: variants", int(time.time() * 1000)
+            envelope = {"name": name, "createdAt": now, "updatedAt": now,
+                        "state": json.dumps(comparison_view(dataset, ratio))}
+            self.client.set_experiment_tag(self.experiment_id, VIEW_TAG + view_id(dataset), json.dumps(envelope))
+            names.append(name)
+        return names
+
+    def view_url(self, dataset: str, base: str = "http://127.0.0.1:5000") -> str:
+        """The address of the saved view of `dataset` in `mlflow ui` served at `base`."""
+        return (f"{base}/#/experiments/{self.experiment_id}/runs?viewStateShareKey={view_id(dataset)}"
+                "&workflowType=machine_learning")
+
+    def log_report(self, folder: Path, run_id: str | None = None) -> None:
+        """The files of the report folder (report.html, report.md, figures, results.parquet) as artifacts
+        `report/...` of the execution run. MLflow shows an HTML artifact from a blob: URL, where a relative
+        <img src> does not load, so its copy of report.html carries its figures inline."""
+        import base64
+        import re
+        import shutil
+        import tempfile
+        run_id = run_id or self.parent_id
+        if not run_id:
+            return
+        with tempfile.TemporaryDirectory(prefix="tlr_ray-report-") as tmp:
+            for f in sorted(Path(folder).iterdir()):
+                if not f.is_file():
+                    continue
+                if f.suffix == ".html":
+                    def inline(m, here=f.parent):
+                        img = here / m.group(2)
+                        if m.group(2).endswith(".png") and img.is_file():
+                            return f'{m.group(1)}"data:image/png;base64,{base64.b64encode(img.read_bytes()).decode()}"'
+                        return m.group(0)
+                    text = re.sub(r'(<img[^>]*\bsrc=)"([^":]+)"', inline, f.read_text(encoding="utf-8"))
+                    Path(tmp, f.name).write_text(text, encoding="utf-8")
+                else:
+                    shutil.copy2(f, Path(tmp, f.name))
+            self.client.log_artifacts(run_id, tmp, "report")
 
     def close_dead_executions(self) -> None:
         """Runs left RUNNING by a sweep driver that was killed (SIGKILL, OOM, a lost node) are marked FAILED,
@@ -129,17 +215,23 @@ class Tracker:
         return run.info.run_id
 
     def log_live(self, run_id: str, metrics: dict, step: int) -> None:
+        from math import isfinite  # NaN or inf is never a score: such a value is not logged
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and isfinite(v)]
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
     def finish_job(self, job: Job, run_id: str, manifest: dict, location: str) -> None:
         """`location`: the job's artifact folder or URI (adapter, predictions.parquet, manifest.json)."""
         self.log_live(run_id, final_metrics(job, manifest["metrics"]), step=0)
+        self._tag_score(job, run_id, manifest["metrics"])
         self.client.set_tag(run_id, "artifact", location)
         self.client.set_terminated(run_id, "FINISHED")
+
+    def _tag_score(self, job: Job, run_id: str, metrics: dict) -> None:
+        if job.kind == "eval" and (name := primary_metric(job.task, metrics)):
+            self.client.set_tag(run_id, "metric_name", name)
 
     def fail_job(self, run_id: str, error: str) -> None:
         self.client.set_tag(run_id, "error", error[:5000])
@@ -150,17 +242,26 @@ class Tracker:
         Returns True when a run had to be created or completed (e.g. a new tracking store)."""
         existing = self.find_run(job.id)
         if existing is not None and existing.info.status == "FINISHED":
+            if job.kind == "eval" and "score" not in existing.data.metrics:  # logged by a version before `score`
+                score = final_metrics(job, manifest["metrics"]).get("score")
+                self.log_live(existing.info.run_id, {} if score is None else {"score": score}, step=0)
+                self._tag_score(job, existing.info.run_id, manifest["metrics"])
             return False
         self.finish_job(job, self.start_job(job), manifest, location)
         return True
 
 
 def final_metrics(job: Job, metrics: dict) -> dict:
-    """Eval metrics become `<dataset>/<target>/<metric>` (percent); others keep their names."""
+    """Eval metrics become `<dataset>/<target>/<metric>` (percent); others keep their names. An eval run also
+    gets its primary metric (`primary_metric`) under the one name `score`, tagged `metric_name`, so the MLflow
+    UI can average one column per variant across languages."""
     numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if job.kind != "eval":
         return numeric
-    return {f"{job.dataset}/{job.target}/{k}": v for k, v in numeric.items() if k != "examples"}
+    out = {f"{job.dataset}/{job.target}/{k}": v for k, v in numeric.items() if k != "examples"}
+    if name := primary_metric(job.task, numeric):
+        out["score"] = numeric[name]
+    return out
 
 
 def _alive(pid: int) -> bool:
