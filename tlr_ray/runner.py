@@ -5,6 +5,7 @@ Ray Train workers and Tune trials call this; so do tests, without Ray.
 from __future__ import annotations
 
 import shutil
+import time
 
 from tlr_ray import artifacts
 from tlr_ray.train.context import JobContext
@@ -52,18 +53,36 @@ def dependencies(job: dict, storage: str) -> dict:
 
 
 def run_job(job: dict, storage: str, ctx: JobContext) -> dict:
-    """Run `job` and publish its artifact (rank 0 only). Returns the recipe's metrics."""
+    """Run `job` and publish its artifact (rank 0 only). Returns the recipe's metrics, plus run_job's own
+    phase times (`time_inputs_s`, `time_imports_s`, `time_recipe_s`, `time_publish_s`; see `timings`), which
+    are not in the manifest: publishing's own time is known only once the manifest is written."""
+    started = time.perf_counter()
     ctx.deps = dependencies(job, storage)
+    inputs_ready = time.perf_counter()
     if ctx.rank == 0 and ctx.live is None:
         from tlr_ray.progress import sender
         ctx.live = sender(job["id"])  # the sweep driver's live display; None outside a sweep
     staging = artifacts.new_staging(storage, job["id"]) if ctx.rank == 0 else None
     try:
-        metrics = recipe(job["kind"])(job, staging, ctx)
+        run = recipe(job["kind"])  # the first job in a process imports torch, transformers, adapters here
+        imported = time.perf_counter()
+        metrics = run(job, staging, ctx)
+        ran = time.perf_counter()
         if ctx.rank == 0:
             artifacts.publish(storage, staging, job, {k: v for k, v in metrics.items() if k != "history"},
                               ran_on=where_running())
+        metrics.update(time_inputs_s=inputs_ready - started, time_imports_s=imported - inputs_ready,
+                       time_recipe_s=ran - imported, time_publish_s=time.perf_counter() - ran)
         return metrics
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)  # a failed attempt leaves nothing behind
+
+
+def timings(metrics: dict) -> dict[str, float]:
+    """The phase times of a job's metrics as run_job returns them, flat: the recipe's `time_*_s` (an eval
+    job nests its own under "timings"), run_job's, and the training loop's `train_seconds`."""
+    nested = metrics.get("timings") if isinstance(metrics.get("timings"), dict) else {}
+    return {k: float(v) for k, v in {**metrics, **nested}.items()
+            if (k.startswith("time_") or k == "train_seconds")
+            and isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -3,6 +3,7 @@ language of one dataset."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,7 @@ def ta_leaves_out_last(ta_dir: Path) -> bool:
 
 def run_eval(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     spec, inputs = job["spec"], job["inputs"]
+    started = time.perf_counter()  # phase timers, returned under "timings" (below)
     task = get_task(spec["task"], spec.get("task_options") or {})
     tokenizer = load_tokenizer(inputs["model"], inputs["model_revision"])
     model = task_model(inputs["model"], inputs["model_revision"])
@@ -34,9 +36,15 @@ def run_eval(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     else:
         model.active_adapters = Stack("ta")
     model.to(ctx.device)
+    loaded = time.perf_counter()
     data = tokenized(task, spec.get("task_options") or {}, DataSource(**inputs["data"]), spec["split"],
                      spec["code"], tokenizer, spec["max_seq_length"])
+    data_ready = time.perf_counter()
     metrics, predictions = task.evaluate(model, data, tokenizer, spec["batch_size"], ctx.device)
+    evaluated = time.perf_counter()
     # Per-example predictions let reports recompute any metric and run significance tests later.
     pd.DataFrame(predictions).to_parquet(out_dir / "predictions.parquet", index=False)
-    return {**metrics, "examples": len(predictions)}
+    # Timings nested, not numeric: an eval run's numbers are its scores alone (<dataset>/<language>/<metric>).
+    timings = {"time_model_s": loaded - started, "time_data_s": data_ready - loaded,
+               "time_eval_s": evaluated - data_ready, "time_save_s": time.perf_counter() - evaluated}
+    return {**metrics, "examples": len(predictions), "timings": timings}

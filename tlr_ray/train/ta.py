@@ -3,6 +3,7 @@ stacked on frozen LAs. At step s the active setup is Stack(cycle[s % K], TA): K 
 is MAD-X; more LAs make the TA "target-language-ready". Best checkpoint on source validation data."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from adapters.composition import Stack
@@ -28,6 +29,7 @@ def cycle_position(step: int, steps_per_epoch: int, K: int, cycle_index: str) ->
 
 def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     spec, inputs = job["spec"], job["inputs"]
+    started = time.perf_counter()  # phase timers (the time_*_s metrics), outside the training loop
     args = TrainArgs(**spec["args"])
     task = get_task(spec["task"], spec.get("task_options") or {})
     set_seed(spec["seed"])
@@ -44,6 +46,7 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     task.add_head(model, NAME)
     freeze_all_but(model, NAME, heads=True)  # the MMT and every LA stay frozen
     model.to(ctx.device)
+    loaded = time.perf_counter()
 
     source = DataSource(**inputs["train"])
     code = inputs.get("train_code")  # the source language as the training dataset writes it
@@ -60,6 +63,8 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
 
     def setup(la: str | None):
         return Stack(la, NAME) if la else Stack(NAME)
+    data_ready = time.perf_counter()
+    eval_seconds = [0.0]  # summed over the loop's evaluations (part of train_seconds)
 
     def activate(step: int) -> None:
         if cycle:
@@ -71,11 +76,13 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
         # "source": validate with the source LA; "cycle": the mean score under each LA of the cycle
         # (the reference alternates LAs over validation batches; the per-LA mean is its order-free form).
         las = [adapter_name(val_adapter)] if val_adapter else (cycle or [None])
+        t = time.perf_counter()
         scores = []
         for la in las:
             model.active_adapters = setup(la)
             metrics, _ = task.evaluate(model, val, tokenizer, args.eval_batch_size, ctx.device)
             scores.append(metrics)
+        eval_seconds[0] += time.perf_counter() - t
         return {k: sum(m[k] for m in scores) / len(scores) for k in scores[0]}
 
     result = run_loop(model, endless(loader, spec["seed"]), activate, evaluate, args=args,
@@ -84,9 +91,13 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
                       report=ctx.report, ddp_model=ctx.wrap(model),
                       checkpoints=ctx.checkpoints, live=ctx.live)
     model.load_state_dict(result.best_state, strict=False)  # the best evaluation, not the last step
+    saving = time.perf_counter()
     if ctx.rank == 0:
         model.save_adapter(str(out_dir / "adapter"), NAME, with_head=True)
+    saved = time.perf_counter()
     return {f"validation_{task.metric}": result.best_score, "best_step": result.best_step,
             "steps": result.steps, "stopped_early": result.stopped_early,
             "train_seconds": result.train_seconds,
+            "time_model_s": loaded - started, "time_data_s": data_ready - loaded, "time_eval_s": eval_seconds[0],
+            "time_save_s": saved - saving,
             "resumed_from_step": result.resumed_from_step, "history": result.history}
