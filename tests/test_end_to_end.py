@@ -51,7 +51,11 @@ def job_runs(runs):
 
 
 def table(stdout: str) -> str:
-    return stdout[stdout.index("### "):]
+    """The printed tables (what follows them names this execution's report run and files)."""
+    start = stdout.index("### ")
+    end = min((i for i in (stdout.find("\nwrote ", start), stdout.find("\nreport: ", start)) if i > 0),
+              default=len(stdout))
+    return stdout[start:end]
 
 
 def test_first_run_trains_every_job_and_logs_one_run_each(e2e):
