@@ -11,6 +11,7 @@ when a worker dies (Train's FailureConfig) or its trial is retried (Tune's Failu
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -90,7 +91,6 @@ def train_worker(config: dict) -> None:
         checkpoints=ray_checkpoints(config["checkpoint_every"], rctx.get_world_rank()))
     metrics = run_job(config["job"], config["storage"], ctx)
     if ctx.rank == 0 and config.get("timings"):  # where the time went, for the trial's last report (one small file)
-        import json
         try:
             store.StoreFile(config["storage"], *config["timings"]).write_text(json.dumps({**times, **timings(metrics)}))
         except Exception as e:  # noqa: BLE001  only informative: never fails a published job
@@ -172,7 +172,6 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
         trainer.fit()
         times["time_fit_s"] = time.perf_counter() - fitting
         try:  # written by the rank-0 worker (train_worker); the folder goes with the checkpoints below
-            import json
             times.update(json.loads(store.StoreFile(storage, *timing_file).read_text()))
         except Exception as e:  # noqa: BLE001  only informative: the report goes without them
             log.debug("no timings from the Train worker: %s", e)
