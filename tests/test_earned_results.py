@@ -105,3 +105,17 @@ def test_non_finite_metrics_are_never_logged(write_sweep, tmp_path):
     assert other.ensure_logged(ev, {"metrics": {"accuracy": float("inf"), "f1": 60.0}}, "here")
     found = other.find_run(ev.id)
     assert found.info.status == "FINISHED" and found.data.metrics == {f"{prefix}/f1": 60.0}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_job_with_a_non_finite_metric_publishes_nothing(tmp_path, monkeypatch, bad):
+    """An eval job (no training loop to catch it) whose metric is NaN/inf fails in run_job, before publishing."""
+    from tlr_ray import artifacts, runner
+    from tlr_ray.train.context import JobContext
+    job = {"id": "eval-x", "kind": "eval", "needs": [], "spec": {}, "inputs": {}}
+    monkeypatch.setattr(runner, "recipe", lambda kind: lambda job, out, ctx: {"accuracy": bad, "examples": 0})
+    with pytest.raises(RuntimeError) as e:
+        runner.run_job(job, str(tmp_path), JobContext())
+    assert f"accuracy = {bad}" in str(e.value) and "nothing is published" in str(e.value)
+    assert artifacts.verify(str(tmp_path), "eval-x") is None
+    assert not list((tmp_path / "staging").iterdir())  # the failed attempt's staging folder is gone

@@ -3,7 +3,8 @@ it needs have finished, within per-kind limits and the cluster's room (docs/arch
 "Scheduling"). Tune calls it; tests/test_dispatch.py drives it without Ray."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Callable
 
 import ray
 from ray.tune.search import Searcher
@@ -43,13 +44,21 @@ class Dispatcher(Searcher):
     With a `capacity` (the cluster's CPUs/GPUs), jobs also go out only while the running ones leave room
     for them: a training trial holds no CPU itself, and without this, trials whose workers cannot be
     placed yet would pile up as idle processes. No capacity (an autoscaling cluster, which grows on
-    demand): the per-kind limits alone."""
+    demand): the per-kind limits alone.
+    `claim(job)`, when given, is asked before a job goes out (tlr_ray/leases.py: another driver on the
+    same storage root may be running it): "run" (ours now), "done" (another driver finished it: it counts
+    as reused, and its dependants may go) or "wait" (another driver is running it: asked again later)."""
+
+    RECHECK_S = 2.0  # how often a job that another driver runs is asked about again
 
     def __init__(self, todo: list[Job], limits: dict[str, int], summary: Summary,
-                 capacity: dict[str, float] | None = None, demands: dict[str, dict] | None = None):
+                 capacity: dict[str, float] | None = None, demands: dict[str, dict] | None = None,
+                 claim: Callable[[Job], str] | None = None):
         super().__init__()
         self.pending, self.limits, self.summary = list(todo), limits, summary
         self.capacity, self.demands = capacity, demands or {}
+        self.claim = claim
+        self.elsewhere: dict[str, float] = {}             # job id -> when to ask `claim` again
         self.waiting_on = {j.id for j in todo}            # finished jobs leave this set
         self.running: dict[str, Job] = {}                 # Tune trial id -> job
 
@@ -76,16 +85,30 @@ class Dispatcher(Searcher):
                 self.summary.failed[job.id] = f"needs {', '.join(failed)}, which failed"
                 continue
             if (busy.count(job.kind) < self.limits[job.kind] and not self.waiting_on.intersection(job.needs)
-                    and self.fits(job.kind)):
+                    and self.fits(job.kind) and self.elsewhere.get(job.id, 0) <= time.monotonic()):
+                state = self.claim(job) if self.claim else "run"
+                if state == "wait":
+                    self.elsewhere[job.id] = time.monotonic() + self.RECHECK_S
+                    continue
                 self.pending.remove(job)
+                self.elsewhere.pop(job.id, None)
+                if state == "done":
+                    self.summary.reused.append(job.id)
+                    self.waiting_on.discard(job.id)
+                    continue
                 self.running[trial_id] = job
                 return {"job_id": job.id}
         if not self.pending:
             return Searcher.FINISHED
-        if not self.running:  # cannot happen with a plan in dependency order; never hang on it
+        if not self.running and not self.elsewhere:  # cannot happen in dependency order; never hang on it
             raise RuntimeError(f"jobs wait on jobs that are neither running nor planned: "
                                f"{[j.id for j in self.pending]}")
         return None
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its searcher into the experiment state; `claim` reaches the driver's leases and MLflow
+        # client, which do not pickle, and a rerun starts from the artifacts anyway (`save`).
+        return {**self.__dict__, "claim": None}
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: a rerun of the sweep finds its finished jobs by their artifacts."""
@@ -101,3 +124,4 @@ class Dispatcher(Searcher):
             self.summary.failed.setdefault(job.id, "failed")
         else:
             self.waiting_on.discard(job.id)
+

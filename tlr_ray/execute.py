@@ -11,6 +11,7 @@ when a worker dies (Train's FailureConfig) or its trial is retried (Tune's Failu
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from ray import tune
 from tlr_ray import artifacts
 from tlr_ray.config import Resources, Sweep
 from tlr_ray.dispatch import Dispatcher, concurrency, demand
+from tlr_ray.leases import Leases
 from tlr_ray.plan import Job, Plan, plan_sweep
 from tlr_ray import storage as store
 from tlr_ray.storage import join
@@ -44,6 +46,7 @@ class Summary:
     seconds: float = 0.0
     trial_seconds: dict[str, float] = field(default_factory=dict)  # job id -> its trial, start to end
     train_seconds: dict[str, float] = field(default_factory=dict)  # job id -> its training loop alone
+    interrupted: bool = False  # Ctrl-C (SIGINT): Tune stopped the running trials; a rerun resumes
 
     def overhead(self) -> str:
         """Where the wall time went: the jobs' trials, and within them the training loops. The rest of a
@@ -152,6 +155,12 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
         from ray.tune.integration.ray_train import TuneReportCallback
+        # Ray Train's controller notices a finished worker group only at its next poll (default every 2 s):
+        # measured on 2 cores, a 1-worker TorchTrainer.fit() of a no-op took 10.3-14.6 s with 2 s and
+        # 7.3-11.2 s with 0.2 s. 0.5 s keeps most of that gain. Set in the trial process, which builds the
+        # TorchTrainer: Ray Train passes it on to its controller
+        # (ray.train.v2._internal.constants.ENV_VARS_TO_PROPAGATE).
+        os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
         per_worker = {"CPU": res.cpus_per_worker, **res.custom}
         if res.use_gpu:
             per_worker["GPU"] = res.gpus_per_worker or 1
@@ -189,15 +198,42 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
 
 
 class TrackingCallback(tune.Callback):
-    """Driver side: MLflow runs follow the trials, and one progress line per finished job."""
+    """Driver side: MLflow runs follow the trials, and one progress line per finished job. With `leases`
+    (tlr_ray/leases.py), `claim` takes a job's lease before its trial starts and the lease is released
+    once the job's run is logged, so another driver on the same storage root reuses it instead."""
 
     def __init__(self, tracker: Tracker, jobs: dict[str, Job], storage: str, summary: Summary, total: int,
-                 tags: dict | None = None):
+                 tags: dict | None = None, leases: Leases | None = None):
         self.tracker, self.jobs, self.storage, self.summary, self.total = tracker, jobs, storage, summary, total
-        self.tags = tags or {}
+        self.tags, self.leases = tags or {}, leases
         self.runs: dict[str, str | None] = {}
+        self.ended: set[str] = set()  # trials completed or failed (the others were running at a Ctrl-C)
         self.done = 0
+        self.waiting: set[str] = set()  # jobs seen running in another driver (said once)
         self.display = None  # the live view (tlr_ray/progress.py), when the sweep shows one
+
+    def claim(self, job: Job) -> str:
+        """For the Dispatcher: "run", "done" (another driver finished it) or "wait" (another runs it)."""
+        if self.leases is None:
+            return "run"
+        if not self.leases.acquire(job.id):
+            if job.id not in self.waiting:
+                self.waiting.add(job.id)
+                who = self.leases.holder(job.id) or {}
+                self.say(f"  ... {_label(job)}: run by another driver ({who.get('what') or 'a sweep'} on "
+                         f"{who.get('host', '?')}, pid {who.get('pid', '?')}); waiting for it")
+            return "wait"
+        manifest = artifacts.verify(self.storage, job.id)
+        if manifest is None:
+            return "run"
+        self.tracker.ensure_logged(job, manifest, artifacts.location(self.storage, job.id))
+        self.leases.release(job.id)
+        self.done += 1
+        self.say(f"  [{self.done}/{self.total}] {_label(job)}: done by another driver, reused")
+        return "done"
+
+    def open_trials(self) -> list[str]:
+        return [t for t in self.runs if t not in self.ended]
 
     def say(self, text: str) -> None:
         (self.display.write if self.display else lambda t: print(t, flush=True))(text)
@@ -209,9 +245,8 @@ class TrackingCallback(tune.Callback):
         run_id = self.runs[trial.trial_id] = self.tracker.start_job(self.job_for(trial))
         if self.display:
             self.display.job_started(self.job_for(trial).id)
-        for k, v in self.tags.items():
-            if run_id:
-                self.tracker.client.set_tag(run_id, k, v)
+        if run_id and self.tags:
+            self.tracker.tag_run(run_id, self.tags)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id = self.runs.get(trial.trial_id)
@@ -231,11 +266,14 @@ class TrackingCallback(tune.Callback):
         manifest = artifacts.verify(self.storage, job.id)
         run_id = self.runs.get(trial.trial_id)
         self.done += 1
+        self.ended.add(trial.trial_id)
         if manifest is None:
             self._failed(job, run_id, "no intact artifact after the trial")
             return
         if run_id:
             self.tracker.finish_job(job, run_id, manifest, artifacts.location(self.storage, job.id))
+        if self.leases:
+            self.leases.release(job.id)  # after the run is logged: a waiting driver then finds both
         self.summary.ran.append(job.id)
         if "train_seconds" in manifest["metrics"]:
             self.summary.train_seconds[job.id] = manifest["metrics"]["train_seconds"]
@@ -248,12 +286,15 @@ class TrackingCallback(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
+        self.ended.add(trial.trial_id)
         self._failed(self.job_for(trial), self.runs.get(trial.trial_id), _error_text(trial))
 
     def _failed(self, job: Job, run_id: str | None, why: str) -> None:
         self.summary.failed[job.id] = why
         if run_id:
             self.tracker.fail_job(run_id, why)
+        if self.leases:
+            self.leases.release(job.id)  # another driver may try it again
         self.say(f"  [{self.done}/{self.total}] FAILED {_label(job)}: {why}")
         if self.display:
             self.display.job_ended(job.id)
@@ -318,8 +359,10 @@ def trial_resources(sweep: Sweep, kinds: dict[str, str]):
     return resources
 
 
-def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summary: Summary, label: str) -> None:
-    """Run `todo` (in dependency order) as one Tune run."""
+def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summary: Summary, label: str,
+             leases: Leases | None = None) -> None:
+    """Run `todo` (in dependency order) as one Tune run. A Ctrl-C ends Tune's run early (Tune stops the
+    running trials); then `summary.interrupted` is set."""
     ex = sweep.config.execution
     kinds = {j.id: j.kind for j in todo}
     limits = {kind: concurrency(sweep.resources(kind), kind, ex.max_concurrent_trials) for kind in set(kinds.values())}
@@ -330,24 +373,45 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
         job_trial, jobs={j.id: asdict(j) for j in todo}, storage=storage, precision=ex.precision,
         resources={kind: asdict(sweep.resources(kind)) for kind in limits},
         checkpoint_every=ex.checkpoint_every, max_failures=ex.max_failures)
-    tracking = TrackingCallback(tracker, {j.id: j for j in todo}, storage, summary, len(todo))
+    tracking = TrackingCallback(tracker, {j.id: j for j in todo}, storage, summary, len(todo), leases=leases)
+    dispatcher = Dispatcher(todo, limits, summary, capacity, demands, claim=tracking.claim)
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources(sweep, kinds)),
         # max_concurrent_trials wraps the Dispatcher in a ConcurrencyLimiter, which is what lets Tune
         # keep several trials pending (with a bare searcher it asks for the next only once the last one
         # has started); the Dispatcher's own limits stay the binding ones.
-        tune_config=tune.TuneConfig(search_alg=Dispatcher(todo, limits, summary, capacity, demands),
+        tune_config=tune.TuneConfig(search_alg=dispatcher,
                                     num_samples=len(todo), max_concurrent_trials=sum(limits.values()),
                                     reuse_actors=True),  # eval trials skip re-importing torch
         run_config=tune.RunConfig(
-            name=f"{sweep.name}-{label}-{time.strftime('%Y%m%d-%H%M%S')}",
+            name=f"{sweep.name}-{label}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",  # two drivers, one root
             storage_path=join(storage, "ray"), verbose=0,
             # A trial whose process died (not a worker: Ray Train handles those) is started again and
             # resumes from its job's checkpoints.
             failure_config=tune.FailureConfig(max_failures=ex.max_failures),
             callbacks=[tracking]))
-    with live_display(todo, tracking):
+    with live_display(todo, tracking), tune_interrupt_messages_hidden():
         tuner.fit()
+    summary.interrupted = summary.interrupted or bool(tracking.open_trials() or dispatcher.pending)
+
+
+class _TuneResumeHint(logging.Filter):
+    """Tune's own advice after a Ctrl-C (Tuner.restore(...)) is not how a sweep resumes: rerunning the
+    same command is, and the driver says so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("Experiment has been interrupted") or text.startswith("Trials did not complete"))
+
+
+@contextlib.contextmanager
+def tune_interrupt_messages_hidden():
+    logger, hint = logging.getLogger("ray.tune.tune"), _TuneResumeHint()
+    logger.addFilter(hint)
+    try:
+        yield
+    finally:
+        logger.removeFilter(hint)
 
 
 def live_display(todo: list[Job], tracking: TrackingCallback):
@@ -364,10 +428,22 @@ def live_display(todo: list[Job], tracking: TrackingCallback):
 def execute(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker, verbose: bool = False) -> Summary:
     summary, t0 = Summary(), time.perf_counter()
     connect(verbose)
+    leases = Leases(storage, what=f"sweep {sweep.name}")  # released in `finally`, whatever ends the run
+    try:
+        run_phases(sweep, plan, storage, tracker, summary, leases)
+    finally:
+        leases.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def run_phases(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker, summary: Summary, leases: Leases) -> None:
     # A search chooses the TA arguments, so the TAs (and evals) are planned only after it: the sweep
     # then runs as two Tune runs, adapters first. Otherwise it is one.
     phases = [("corpus", "la", "ba"), ("ta", "eval")] if sweep.config.search else [("corpus", "la", "ba", "ta", "eval")]
     for kinds in phases:
+        if summary.interrupted:
+            return
         if "ta" in kinds and sweep.config.search and not summary.failed:
             from tlr_ray.search import run_search
             sweep = run_search(sweep, storage, tracker, summary)
@@ -376,7 +452,8 @@ def execute(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker, verbose: b
         for job in (j for kind in kinds for j in plan.of_kind(kind)):
             manifest = artifacts.verify(storage, job.id)
             if manifest is not None:
-                tracker.ensure_logged(job, manifest, artifacts.location(storage, job.id))
+                if leases.holder(job.id) is None:  # else its driver is logging it right now
+                    tracker.ensure_logged(job, manifest, artifacts.location(storage, job.id))
                 summary.reused.append(job.id)
             elif blocked := [n for n in job.needs if n in summary.failed]:
                 summary.failed[job.id] = f"needs {', '.join(blocked)}, which failed"
@@ -388,7 +465,5 @@ def execute(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker, verbose: b
               f"{sum(len(plan.of_kind(k)) for k in kinds) - len(todo)} already done", flush=True)
         if todo:
             t_run = time.perf_counter()
-            run_jobs(sweep, todo, storage, tracker, summary, label.replace("+", "-"))
+            run_jobs(sweep, todo, storage, tracker, summary, label.replace("+", "-"), leases)
             print(f"[{label}] took {time.perf_counter() - t_run:.0f} s", flush=True)
-    summary.seconds = time.perf_counter() - t0
-    return summary

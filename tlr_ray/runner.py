@@ -4,6 +4,8 @@ Ray Train workers and Tune trials call this; so do tests, without Ray.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import shutil
 import time
 
@@ -68,6 +70,7 @@ def run_job(job: dict, storage: str, ctx: JobContext) -> dict:
         imported = time.perf_counter()
         metrics = run(job, staging, ctx)
         ran = time.perf_counter()
+        earned(job, metrics)
         if ctx.rank == 0:
             artifacts.publish(storage, staging, job, {k: v for k, v in metrics.items() if k != "history"},
                               ran_on=where_running())
@@ -77,6 +80,17 @@ def run_job(job: dict, storage: str, ctx: JobContext) -> dict:
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)  # a failed attempt leaves nothing behind
+
+
+def earned(job: dict, metrics: dict) -> None:
+    """No NaN or inf becomes a published result (training loops check their own losses and evaluations as
+    they go; this catches the rest, e.g. an evaluation's metric on zero examples)."""
+    bad = {k: v for k, v in metrics.items()
+           if isinstance(v, numbers.Real) and not isinstance(v, bool) and not math.isfinite(v)}
+    if bad:
+        raise RuntimeError(f"job {job['id']} ({job['kind']}): {', '.join(f'{k} = {v}' for k, v in bad.items())}: "
+                           "not a result, nothing is published. Check the job's data (an evaluation with no usable "
+                           "examples?) and its inputs' training (a diverged adapter gives non-finite outputs)")
 
 
 def timings(metrics: dict) -> dict[str, float]:

@@ -67,6 +67,22 @@ def check(storage: str) -> str | None:
     return None
 
 
+def unwritable(storage: str) -> str | None:
+    """Why nothing can be written below the root (read-only, full, no permission, a file in the way), or
+    None: a probe file written and removed, before any job runs."""
+    fs, root = filesystem(storage)
+    probe = f"{root}/.write-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        make_parent(fs, probe)
+        with fs.open_output_stream(probe) as f:
+            f.write(b"tlr_ray")
+        fs.delete_file(probe)
+    except OSError as e:
+        return (f"{storage!r} cannot be written ({type(e).__name__}: {e}); make it writable (permissions, "
+                "free space, a read-only mount) or give another root with --storage")
+    return None
+
+
 def filesystem(storage: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     """(filesystem, root path on it) for the storage root or any path/URI below it."""
     s = scheme(storage)

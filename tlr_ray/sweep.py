@@ -81,27 +81,51 @@ def run(sweep, plan, args) -> int:
     from analysis.tidy import from_mlflow
     from tlr_ray.execute import execute
     from tlr_ray import storage as store
-    from tlr_ray.tracking import Tracker, tracking_uri
+    from tlr_ray.tracking import Tracker, tracking_uri, unreachable
     storage = store.resolve(args.storage or sweep.config.execution.storage)
     uri = tracking_uri(args.tracking_uri or sweep.config.execution.tracking_uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri  # one store for this process and what it starts
     print(describe(plan, args.sweep).split("\nJobs:")[0])
     print(f"artifacts: {storage}\nMLflow:    {uri} (experiment {sweep.name!r})", flush=True)
-    tracker = Tracker(uri, sweep.name, artifact_root=store.join(storage, "mlflow-artifacts"))
+    if problem := store.unwritable(storage):
+        print(f"error: storage {problem}", file=sys.stderr)
+        return 2
+    try:
+        tracker = Tracker(uri, sweep.name, artifact_root=store.join(storage, "mlflow-artifacts"))
+    except Exception as e:  # noqa: BLE001
+        if not unreachable(e):
+            raise
+        print(f"error: MLflow at {uri} is unreachable ({str(e).splitlines()[0][:300]}); start the tracking "
+              "server, or give another store with --tracking-uri (default: a SQLite file)", file=sys.stderr)
+        return 2
     tracker.start_execution(dataclasses.asdict(sweep.config), plan.to_json(), Path(args.sweep).read_text())
     tracker.save_views(plan.of_kind("eval"))  # the runs page's Views: one comparison of the variants per dataset
-    status = "FAILED"
+    status = "FAILED"  # what an exception leaves: the execution and its open job runs marked failed
     try:
         summary = execute(sweep, plan, storage, tracker, args.verbose)
-        status = "FAILED" if summary.failed else "FINISHED"
+        status = "KILLED" if summary.interrupted else "FAILED" if summary.failed else "FINISHED"
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside Tune's run
+        status = "KILLED"
+        print("\ninterrupted: nothing finished is lost; run the same command again to resume", file=sys.stderr)
+        return 130
     finally:
-        tracker.end_execution(status)  # an interrupted sweep leaves its parent run marked failed
+        tracker.end_execution(status)
     print(f"\n{len(summary.ran)} jobs run, {len(summary.reused)} reused, {len(summary.failed)} failed "
           f"in {summary.seconds:.0f} s")
     if summary.trial_seconds:
         print(summary.overhead())
     for job_id, why in summary.failed.items():
         print(f"  FAILED {job_id}: {why}")
+    if summary.interrupted:
+        print("interrupted (Ctrl-C): the running jobs were stopped and their MLflow runs marked KILLED; "
+              "finished jobs and the last checkpoints are kept. Run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    if tracker.lost:
+        print(f"error: MLflow at {uri} stopped answering ({tracker.lost}). Training went on: every job that "
+              f"finished is stored under {storage}, but its results are not all in MLflow. Once the server is "
+              "back, run the same command: it logs what is missing and trains nothing again.", file=sys.stderr)
+        return 1
     print()
     print(format_all(from_mlflow(sweep.name, uri)))
     write_report(sweep.name, uri, storage, tracker)

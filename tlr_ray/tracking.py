@@ -4,10 +4,19 @@ Only the driver writes to MLflow (from a Ray Tune callback), so the embedded SQL
 writer and workers on other nodes need no access to it. A job has at most one run, found by its
 `job_id` tag: a resumed or retried job reuses its run instead of adding a second one.
 Tags and metric names are a contract read by `analysis/` (docs/results.md).
+
+A tracking server that stops answering mid-sweep (`lost`) does not stop the training: MLflow's client
+retries each call (fewer, shorter retries than its default, see `Tracker`), then the Tracker stops
+writing for the rest of this execution, the jobs go on publishing their artifacts, and the driver ends
+with an error that says so; the same command, once the server is back, logs what is missing (one run per
+job: `ensure_logged`).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import logging
 import os
 import socket
 import time
@@ -16,6 +25,7 @@ from pathlib import Path
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from tlr_ray.leases import alive
 from tlr_ray.plan import Job
 from tlr_ray.storage import is_local, join
 
@@ -25,6 +35,61 @@ NOTE_TAG, NOTE_MARK = "mlflow.note.content", "tlr_ray sweep"
 # A saved view of the runs page (its "Views" menu) is an experiment tag `mlflow.sharedViewState.<id>`, opened by
 # `#/experiments/<experiment>/runs?viewStateShareKey=<id>` (MLflow 3.17's JS bundle, module 53787).
 VIEW_TAG = "mlflow.sharedViewState."
+log = logging.getLogger(__name__)
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether `error` says the tracking server could not be reached (not that it refused a request)."""
+    import requests
+    seen = error
+    while seen is not None:
+        if isinstance(seen, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    return any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
+                                   "Read timed out"))
+
+
+def while_reachable(default=None):
+    """A Tracker write that, once the server is lost, is skipped (returns `default`) instead of raising:
+    the first call that finds it unreachable records why in `tracker.lost`."""
+    def wrap(method):
+        @functools.wraps(method)
+        def guarded(self, *args, **kwargs):
+            if self.lost:
+                return default
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as e:
+                if not unreachable(e):
+                    raise
+                self.lost = f"{time.strftime('%H:%M:%S')}: {str(e).splitlines()[0][:300]}"
+                log.warning("MLflow at %s is unreachable (%s); the sweep goes on without logging", self.uri, e)
+                print(f"warning: MLflow at {self.uri} stopped answering; training goes on, the results are "
+                      "logged by a rerun of the same command once it is back", flush=True)
+                return default
+        return guarded
+    return wrap
+
+
+@contextlib.contextmanager
+def first_use(uri: str):
+    """Hold a lock file next to a SQLite store while it is opened (MLflow creates and migrates its schema on
+    first use: two processes doing that at once corrupt its version table) and its experiment is created.
+    Other stores (a server) serialise that themselves."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def tracking_uri(configured: str | None) -> str:
@@ -98,13 +163,23 @@ def comparison_view(dataset: str, with_ratio: bool = False) -> dict:
 class Tracker:
     def __init__(self, uri: str, sweep: str, artifact_root: str | None = None):
         """`artifact_root`: where a new experiment keeps MLflow's own artifacts (the plan, the sweep file),
-        a folder or a URI; by default MLflow's, a `mlruns/` folder in the current directory."""
-        self.client = MlflowClient(tracking_uri=uri)
+        a folder or a URI; by default MLflow's, a `mlruns/` folder in the current directory.
+        An unreachable server fails here, before any job runs (the caller reports it)."""
+        if uri.startswith(("http://", "https://")):
+            # MLflow's default retries a call for about 4 minutes (7 tries, backoff 2 s); per callback of a
+            # sweep that is too long: about 30 s, then the sweep goes on without the server (`lost`).
+            for k, v in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                         ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+                os.environ.setdefault(k, v)
+        self.lost: str | None = None      # why and since when the server is unreachable, once it is
+        self.open_runs: set[str] = set()  # job runs started by this execution and not yet ended
         self.uri, self.sweep = uri, sweep
-        exp = self.client.get_experiment_by_name(sweep)
         location = (None if not artifact_root else join(artifact_root, sweep) if not is_local(artifact_root)
                     else Path(artifact_root, sweep).resolve().as_uri())
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(sweep, location)
+        with first_use(uri):  # two drivers starting at once on a new store: one creates it, the other waits
+            self.client = MlflowClient(tracking_uri=uri)
+            exp = self.client.get_experiment_by_name(sweep)
+            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(sweep, location)
         # The experiment kind of MLflow builds that read it (MLflow 3.17's own UI does not: its landing page
         # follows the browser's "GenAI / Model training" switch, see docs/results.md "In the MLflow UI").
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
@@ -113,6 +188,7 @@ class Tracker:
             self.client.set_experiment_tag(self.experiment_id, NOTE_TAG, describe_experiment(sweep))
         self.parent_id: str | None = None
 
+    @while_reachable()
     def start_execution(self, config: dict, plan_json: str, sweep_yaml: str) -> str:
         self.close_dead_executions()
         run = self.client.create_run(self.experiment_id, run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}",
@@ -126,10 +202,20 @@ class Tracker:
         self.client.log_text(self.parent_id, sweep_yaml, "sweep.yaml")
         return self.parent_id
 
+    @while_reachable()
     def end_execution(self, status: str) -> None:
+        """End the execution run, and every job run it left open (a Ctrl-C: KILLED; a crash: FAILED)."""
+        for run_id in sorted(self.open_runs):
+            self.fail_job(run_id, "the sweep ended before this job did", status=status if status == "KILLED" else "FAILED")
         if self.parent_id:
             self.client.set_terminated(self.parent_id, status)
 
+    @while_reachable()
+    def tag_run(self, run_id: str, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, v)
+
+    @while_reachable([])
     def save_views(self, eval_jobs) -> list[str]:
         """A saved view of the runs page per evaluation dataset of `eval_jobs` (see `comparison_view`); a rerun
         replaces the sweep's views. Returns their names, as the UI lists them under Views."""
@@ -148,6 +234,7 @@ class Tracker:
         return (f"{base}/#/experiments/{self.experiment_id}/runs?viewStateShareKey={view_id(dataset)}"
                 "&workflowType=machine_learning")
 
+    @while_reachable()
     def log_report(self, folder: Path, run_id: str | None = None) -> None:
         """The files of the report folder (report.html, report.md, figures, results.parquet) as artifacts
         `report/...` of the execution run. MLflow shows an HTML artifact from a blob: URL, where a relative
@@ -183,7 +270,7 @@ class Tracker:
             tags = parent.data.tags
             pid = int(tags.get("driver_pid", 0))
             # Our own pid can only be a dead driver's reused one (a restarted container): we have no run yet.
-            if tags.get("driver_host") != socket.gethostname() or (pid != os.getpid() and _alive(pid)):
+            if tags.get("driver_host") != socket.gethostname() or (pid != os.getpid() and alive(pid)):
                 continue
             why = f"the sweep driver (pid {tags.get('driver_pid')}) died"
             for run in self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}' "
@@ -196,6 +283,7 @@ class Tracker:
                                        order_by=["attributes.start_time DESC"], max_results=10)
         return runs[0] if runs else None
 
+    @while_reachable()
     def start_job(self, job: Job) -> str:
         """The run for `job`: its existing one if it has one (a retried, resumed or retrained job keeps
         its single run, now under this execution), else a new one."""
@@ -204,6 +292,7 @@ class Tracker:
             self.client.update_run(existing.info.run_id, status="RUNNING")
             if self.parent_id:
                 self.client.set_tag(existing.info.run_id, "mlflow.parentRunId", self.parent_id)
+            self.open_runs.add(existing.info.run_id)
             return existing.info.run_id
         tags = job_tags(self.sweep, job)
         if self.parent_id:
@@ -212,8 +301,10 @@ class Tracker:
         params = [Param(k[:250], v[:6000]) for k, v in _flatten("", {"spec": job.spec, "inputs": job.inputs}).items()]
         for i in range(0, len(params), 100):
             self.client.log_batch(run.info.run_id, params=params[i:i + 100])
+        self.open_runs.add(run.info.run_id)
         return run.info.run_id
 
+    @while_reachable()
     def log_live(self, run_id: str, metrics: dict, step: int) -> None:
         from math import isfinite  # NaN or inf is never a score: such a value is not logged
         now = int(time.time() * 1000)
@@ -222,21 +313,26 @@ class Tracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
+    @while_reachable()
     def finish_job(self, job: Job, run_id: str, manifest: dict, location: str) -> None:
         """`location`: the job's artifact folder or URI (adapter, predictions.parquet, manifest.json)."""
         self.log_live(run_id, final_metrics(job, manifest["metrics"]), step=0)
         self._tag_score(job, run_id, manifest["metrics"])
         self.client.set_tag(run_id, "artifact", location)
         self.client.set_terminated(run_id, "FINISHED")
+        self.open_runs.discard(run_id)
 
     def _tag_score(self, job: Job, run_id: str, metrics: dict) -> None:
         if job.kind == "eval" and (name := primary_metric(job.task, metrics)):
             self.client.set_tag(run_id, "metric_name", name)
 
-    def fail_job(self, run_id: str, error: str) -> None:
+    @while_reachable()
+    def fail_job(self, run_id: str, error: str, status: str = "FAILED") -> None:
         self.client.set_tag(run_id, "error", error[:5000])
-        self.client.set_terminated(run_id, "FAILED")
+        self.client.set_terminated(run_id, status)
+        self.open_runs.discard(run_id)
 
+    @while_reachable(False)
     def ensure_logged(self, job: Job, manifest: dict, location: str) -> bool:
         """A job finished earlier (its artifact verified): make sure it has one finished run.
         Returns True when a run had to be created or completed (e.g. a new tracking store)."""
@@ -262,15 +358,3 @@ def final_metrics(job: Job, metrics: dict) -> dict:
     if name := primary_metric(job.task, numeric):
         out["score"] = numeric[name]
     return out
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
