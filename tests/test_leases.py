@@ -16,6 +16,17 @@ from tlr_ray.leases import Leases
 from tlr_ray.plan import Job
 
 
+@pytest.fixture(autouse=True)
+def closed_after(monkeypatch):
+    """Every Leases object of a test is closed at its end: no heartbeat thread outlives the test."""
+    made = []
+    init = Leases.__init__
+    monkeypatch.setattr(Leases, "__init__", lambda self, *a, **k: made.append(self) or init(self, *a, **k))
+    yield
+    for lease in made:
+        lease.close()
+
+
 def dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
