@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,7 @@ def runs(uri: str, name: str, kind: str = "tags.kind != 'sweep'") -> list:
     return client.search_runs([exp.experiment_id], kind) if exp else []
 
 
-def table(stdout: str) -> str:  # noqa: D103
+def table(stdout: str) -> str:
     """The printed result table: from the first table line to the report line."""
     lines = stdout.splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
@@ -38,7 +39,6 @@ def table(stdout: str) -> str:  # noqa: D103
 
 
 def ran_and_reused(stdout: str) -> tuple[int, int]:
-    import re
     m = re.search(r"(\d+) jobs run, (\d+) reused, 0 failed", stdout)
     assert m, stdout[-3000:]
     return int(m.group(1)), int(m.group(2))

@@ -100,9 +100,9 @@ class Leases:
         """Take the job's lease; False if another live driver holds it."""
         if job_id in self.held:
             return True
-        if self.fs.get_file_info(self.path(job_id)).type != pafs.FileType.NotFound:
-            if self.holder(job_id) is not None:
-                return False
+        if self.holder(job_id) is not None:
+            return False
+        if store.exists(self.fs, self.path(job_id)):  # a stale one
             self._set_aside(job_id)
         if not self._create(job_id):
             return False
@@ -116,7 +116,7 @@ class Leases:
         try:
             self.fs.move(self.path(job_id), f"{self.path(job_id)}.stale-{uuid.uuid4().hex[:8]}")
             log.info("took over the stale lease of %s", job_id)
-        except (FileNotFoundError, OSError):
+        except OSError:  # the other driver moved it first
             pass
 
     def _create(self, job_id: str) -> bool:
@@ -161,7 +161,7 @@ class Leases:
             self.held.discard(job_id)
             try:
                 self.fs.delete_file(self.path(job_id))
-            except (FileNotFoundError, OSError) as e:
+            except OSError as e:
                 log.warning("could not release the lease of %s: %s", job_id, e)
 
     def close(self) -> None:
