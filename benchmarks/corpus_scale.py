@@ -142,7 +142,8 @@ def main(argv=None) -> None:
               f"{r['ratio']:>8.2f} {r['prep_peak_MiB']:>13.0f} {r['la_peak_MiB']:>11.0f}")
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
-        print(f"from {a['MiB']:.0f} to {b['MiB']:.0f} MiB: preparation peak x{b['prep_peak_MiB'] / a['prep_peak_MiB']:.2f}, "
+        print(f"from {a['MiB']:.0f} to {b['MiB']:.0f} MiB: "
+              f"preparation peak x{b['prep_peak_MiB'] / a['prep_peak_MiB']:.2f}, "
               f"LA job peak x{b['la_peak_MiB'] / a['la_peak_MiB']:.2f}, time x{b['prep_s'] / a['prep_s']:.2f}")
 
 

@@ -1,11 +1,16 @@
-"""Shared fixtures: small sweep files on disk, and the demo world built once per test session."""
+"""Shared fixtures: small sweep files on disk, the demo world built once per test session, and a Ray head
+node of a test's own (helpers in tests/helpers.py)."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import RAY, free_port, own_ports, stop_cluster, token_env
 
 # Tests never touch the user's cache or MLflow store.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -56,37 +61,19 @@ def write_sweep(tmp_path):
     return write
 
 
-def run_corpora(plan, storage) -> None:
-    """Prepare the plan's corpora (the `corpus` jobs every LA/BA needs), as a sweep does first."""
-    from dataclasses import asdict
-
-    from tlr_ray.runner import run_job
-    from tlr_ray.train.context import JobContext
-    for job in plan.of_kind("corpus"):
-        run_job(asdict(job), str(storage), JobContext())
-
-
-TINY_ARGS = {"max_steps": 2, "eval_every": 2, "batch_size": 8, "max_seq_length": 32}
-
-
-def run_tiny_sweep(storage, tasks: dict, languages, variants=("MAD-X",), overrides: dict | None = None):
-    """The demo sweep shrunk to a few steps for `tasks` (entries as in a sweep file; TINY_ARGS filled in),
-    planned and run job by job without Ray. Returns (plan, {eval job id: its metrics})."""
-    from dataclasses import asdict
-
-    from tlr_ray.artifacts import verify
-    from tlr_ray.config import load_sweep
-    from tlr_ray.plan import plan_sweep
-    from tlr_ray.runner import run_job
-    from tlr_ray.train.context import JobContext
-    tasks = {k: {**v, "train_args": {**TINY_ARGS, "max_eval_examples": 20, **v.get("train_args", {})}}
-             for k, v in tasks.items()}
-    sweep = load_sweep("sweeps/demo.yaml", {
-        "variants": list(variants), "tasks": tasks,
-        "language_adapters": {"corpora": {l: f"demo://text/{l}.txt" for l in languages},
-                              "train_args": TINY_ARGS, "max_corpus_lines": 400},
-        **(overrides or {})})
-    plan = plan_sweep(sweep)
-    for job in plan.jobs:
-        run_job(asdict(job), str(storage), JobContext())
-    return plan, {j.id: verify(str(storage), j.id)["metrics"] for j in plan.of_kind("eval")}
+@pytest.fixture
+def cluster(tmp_path, demo_world):
+    """A one-CPU head node of our own (one training job at a time, so a test knows whose worker it kills),
+    with a storage root and an MLflow SQLite store in tmp_path."""
+    port, ray_tmp = free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths <= 107 bytes
+    env = token_env(tmp_path)
+    r = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                        "--disable-usage-stats", *own_ports(), f"--temp-dir={ray_tmp}"], env=env, capture_output=True,
+                       text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    try:
+        yield {"env": {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, "ray_tmp": ray_tmp, "tmp": tmp_path,
+               "storage": tmp_path / "runs", "uri": f"sqlite:///{tmp_path}/mlflow.db"}
+    finally:
+        stop_cluster(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -112,7 +112,7 @@ def latex_tables(text):
         return c.replace(r"$\pm$", "±").replace(r"\_", "_")
     return [[[cell(c) for c in h.split(" & ")]]
             + [[cell(c) for c in line.removesuffix(r" \\").split(" & ")]
-               for line in body.strip().splitlines()] for h, body in zip(headers, tables)]
+               for line in body.strip().splitlines()] for h, body in zip(headers, tables, strict=True)]
 
 
 def html_tables(text):

@@ -5,11 +5,11 @@ import itertools
 from dataclasses import asdict
 
 import pytest
+from helpers import run_corpora
 
 from tlr_ray.config import load_sweep
 from tlr_ray.plan import plan_sweep
 from tlr_ray.runner import run_job
-from conftest import run_corpora
 from tlr_ray.sampling import ba_schedule, interleave, ma_schedule, parse_ratio
 from tlr_ray.train.context import JobContext
 from tlr_ray.typed_yaml import ConfigError
@@ -103,7 +103,7 @@ def test_ba_recipe_trains_on_both_corpora_and_selects_on_target(demo_world, tmp_
     sweep = load_sweep("sweeps/demo.yaml", {
         "variants": ["BAD-X"], "bilingual_adapters": {"ratios": ["2:1"], "train_args": tiny},
         "tasks": {"nli": {"train": "demo_multinli", "eval": ["demo_xnli"], "train_args": tiny}},
-        "language_adapters": {"corpora": {l: f"demo://text/{l}.txt" for l in ("en", "sw", "th")},
+        "language_adapters": {"corpora": {lang: f"demo://text/{lang}.txt" for lang in ("en", "sw", "th")},
                               "max_corpus_lines": 200}})
     plan = plan_sweep(sweep)
     ba = next(j for j in plan.of_kind("ba") if j.languages == ("en", "sw"))
@@ -126,7 +126,7 @@ def test_badx_and_ta_only_plans_run_end_to_end(demo_world, tmp_path):
         "variants": ["BAD-X", "TA-ONLY"], "bilingual_adapters": {"ratios": ["1:2"], "train_args": tiny},
         "tasks": {"nli": {"train": "demo_multinli", "eval": ["demo_xnli"],
                           "train_args": {**tiny, "max_eval_examples": 20}}},
-        "language_adapters": {"corpora": {l: f"demo://text/{l}.txt" for l in ("en", "sw", "th")},
+        "language_adapters": {"corpora": {lang: f"demo://text/{lang}.txt" for lang in ("en", "sw", "th")},
                               "max_corpus_lines": 200}})
     plan = plan_sweep(sweep)
     assert not plan.of_kind("la") and len(plan.of_kind("ba")) == 2  # en+sw, en+th at 1:2

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TINY_ARGS
+from helpers import TINY_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "tlr_ray" / "step_times.yaml"
@@ -147,7 +147,7 @@ def test_recipes_report_their_phase_times(demo_world, tmp_path):
         "variants": ["MAD-X"],
         "tasks": {"nli": {"train": "demo_multinli", "eval": ["demo_xnli"],
                           "train_args": {**TINY_ARGS, "max_eval_examples": 20}}},
-        "language_adapters": {"corpora": {l: f"demo://text/{l}.txt" for l in ("en", "sw", "th")},
+        "language_adapters": {"corpora": {lang: f"demo://text/{lang}.txt" for lang in ("en", "sw", "th")},
                               "train_args": TINY_ARGS, "max_corpus_lines": 400}})
     plan = plan_sweep(sweep)
     by_id = {j.id: j for j in plan.jobs}

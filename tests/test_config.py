@@ -65,7 +65,8 @@ def test_missing_corpus_file_blocks_a_run_but_not_a_dry_run(write_sweep, tmp_pat
     import sys
     path = write_sweep(language_adapters={"corpora": {"sw": str(tmp_path / "none.txt")}})
     assert "no file yet for sw" in load_sweep(path).problems[0]
-    dry = subprocess.run([sys.executable, "-m", "tlr_ray.sweep", str(path), "--dry-run"], capture_output=True, text=True)
+    dry = subprocess.run([sys.executable, "-m", "tlr_ray.sweep", str(path), "--dry-run"], capture_output=True,
+                         text=True)
     assert dry.returncode == 0 and "LA sw" in dry.stdout and "before running, fix" in dry.stderr
     run = subprocess.run([sys.executable, "-m", "tlr_ray.sweep", str(path)], capture_output=True, text=True)
     assert run.returncode == 2 and "none.txt" in run.stderr

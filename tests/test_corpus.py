@@ -8,11 +8,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
+from helpers import run_corpora
 from transformers import AutoTokenizer
 
-from conftest import run_corpora
 from tlr_ray import artifacts
 from tlr_ray.config import load_sweep
 from tlr_ray.corpus import main as corpus_cli
@@ -48,7 +48,7 @@ def test_blocks_are_the_lines_tokenised_with_special_tokens_concatenated(tokeniz
     meta = prepared(tokenizer, text, tmp_path, fraction=0.1)
     lines = [ln.strip() for ln in text.read_text(encoding="utf-8").splitlines() if ln.strip()]
     held = cp.heldout_mask(0, len(lines), 0.1, 0, None)
-    ids = tokenizer([ln for ln, h in zip(lines, held) if not h], add_special_tokens=True)["input_ids"]
+    ids = tokenizer([ln for ln, h in zip(lines, held, strict=True) if not h], add_special_tokens=True)["input_ids"]
     flat = [i for seq in ids for i in seq]
     n = len(flat) // 32
     assert meta["train_blocks"] == n and meta["lines"] == len(lines) and meta["heldout_lines"] == int(held.sum())
@@ -94,7 +94,7 @@ def test_heldout_batches_are_masked_the_same_every_time(tokenizer, text, tmp_pat
     data = MLMData(tmp_path, tokenizer, 32, 8, seed=1, eval_batch_size=4)
     first, again = list(data.heldout_batches()), list(data.heldout_batches())
     assert len(first) > 1 and all((a["labels"] == b["labels"]).all() and (a["input_ids"] == b["input_ids"]).all()
-                                  for a, b in zip(first, again))
+                                  for a, b in zip(first, again, strict=True))
     assert any((b["labels"] != -100).any() for b in first)
 
 
@@ -246,7 +246,8 @@ def test_only_the_added_special_tokens_are_never_masked(tokenizer, text, tmp_pat
     data = MLMData(tmp_path, tokenizer, 32, 8, seed=1)
     item = data.train[0]
     ids, mask = item["input_ids"].tolist(), item["special_tokens_mask"].tolist()
-    assert [i for i, m in zip(ids, mask) if m] == [i for i in ids if i in (tokenizer.cls_token_id, tokenizer.sep_token_id)]
+    specials = (tokenizer.cls_token_id, tokenizer.sep_token_id)
+    assert [i for i, m in zip(ids, mask, strict=True) if m] == [i for i in ids if i in specials]
     unk = tokenizer.unk_token_id
     row = torch.tensor([[tokenizer.cls_token_id, unk, unk, tokenizer.sep_token_id]])
     assert data.train.special.tolist() == sorted([tokenizer.cls_token_id, tokenizer.sep_token_id])

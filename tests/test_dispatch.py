@@ -78,7 +78,7 @@ def test_dependants_of_a_failed_job_are_not_started(write_sweep):
     d.on_trial_complete(trial_of(d, failed), error=True)
     for la in las[1:]:
         d.on_trial_complete(trial_of(d, la))
-    while (config := d.suggest("x")) not in (None, Searcher.FINISHED):
+    while d.suggest("x") not in (None, Searcher.FINISHED):
         d.on_trial_complete("x")
     downstream = {j.id for j in p.jobs if failed in j.needs}
     assert downstream and all("which failed" in summary.failed[i] for i in downstream)
@@ -117,3 +117,21 @@ def test_corpora_are_prepared_before_any_other_job_starts(write_sweep):
     assert d.suggest("still one corpus running") is None  # the en LA's corpus is done, yet it waits
     d.on_trial_complete(trial_of(d, second[1]))
     assert {jobs[i].kind for i in drain(d, 20)} == {"la"}
+
+
+def test_jobs_of_another_driver_are_waited_for_then_reused(write_sweep):
+    """`claim` (tlr_ray/leases.py through TrackingCallback): "wait" while another driver runs a job, "done"
+    once it has published it. Two corpora found done in one call let the LAs go in that same call."""
+    p = plan(write_sweep)
+    jobs = {j.id: j for j in p.jobs}
+    state = {j.id: "wait" for j in p.jobs if j.kind == "corpus"}
+    d = Dispatcher(list(p.jobs), {"corpus": 2, "la": 4, "ta": 4, "eval": 4}, Summary(),
+                   claim=lambda job: state.get(job.id, "run"))
+    d.RECHECK_S = 0.0
+    assert d.suggest("t0") is None  # every corpus is another driver's: nothing to run yet, no error
+    assert set(d.elsewhere) == set(state)
+    state.update(dict.fromkeys(state, "done"))
+    started = drain(d, 1)
+    assert started and {jobs[i].kind for i in started} == {"la"}
+    assert sorted(d.summary.reused) == sorted(state)
+    assert not d.elsewhere

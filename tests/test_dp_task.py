@@ -8,11 +8,11 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from helpers import fake_hub, run_tiny_sweep, write
 
 from tlr_ray.tasks import DataError, DataSource, get_task
 from tlr_ray.tasks.dp import DpTask, attachment_scores, make_task
 from tlr_ray.tasks.ud_sources import RELATIONS, SUBTYPES
-from conftest import run_tiny_sweep
 
 # A multiword token (2-3) and an empty node (5.1): both dropped, word numbers (and so heads) unchanged.
 CONLLU = """# sent_id = 1
@@ -42,12 +42,6 @@ CONLLU = """# sent_id = 1
 TOKENS = [["I", "do", "n't", "know", "Amani", "'s", "goat", "."],
           ["Ada", "buys", "mangoes", "and", "Kofi", "melons", "."]]
 HEADS = [[4, 4, 4, 0, 7, 5, 4, 4], [2, 0, 2, 5, 2, 5, 2]]
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -148,16 +142,6 @@ def hub_rows(head=("2", "None", "0", "2", "_", "2"), deprel="obj") -> datasets.D
                                       features=features)
 
 
-def fake_hub(monkeypatch, result, calls: list | None = None):
-    def load_dataset(path, split, **kwargs):
-        if calls is not None:
-            calls.append((path, split, kwargs))
-        if isinstance(result, Exception):
-            raise result
-        return result
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-
-
 HUB = DataSource("ud", hub_id="universal-dependencies/universal_dependencies", revision="refs/convert/parquet",
                  data_dir="{lang}")
 
@@ -207,7 +191,7 @@ def tokenizer(demo_world):
 def test_tokenize_marks_word_starts(ud, tokenizer):
     examples = get_task("dp").load(ud, "train", None)
     tokenized = get_task("dp").tokenize(examples, tokenizer, max_length=64)
-    for row, words in zip(tokenized, TOKENS):
+    for row, words in zip(tokenized, TOKENS, strict=True):
         starts = row["word_starts"]
         assert len(starts) == len(words) + 1 and row["labels_arcs"] == HEADS[row["index"]]
         ids = row["input_ids"]
@@ -268,9 +252,10 @@ def test_truncated_words_are_not_trained_and_count_as_wrong(ud, demo_world, toke
 def test_root_words_ignore_as_the_reference(ud, demo_world, tokenizer):
     """root_words: ignore (the reference, whose padding id 0 is the root's index): words whose gold head
     is the root are masked out of the loss and left out of UAS/LAS; the default trains and scores them."""
-    from adapters import AutoAdapterModel
-    from analysis.predictions import from_frame
     import pandas as pd
+    from adapters import AutoAdapterModel
+
+    from analysis.predictions import from_frame
 
     score, ignore = get_task("dp"), get_task("dp", {"root_words": "ignore"})
     examples = score.load(ud, "train", None)
@@ -278,8 +263,9 @@ def test_root_words_ignore_as_the_reference(ud, demo_world, tokenizer):
     tok_ignore = ignore.tokenize(examples, tokenizer, max_length=64)
     assert [r["labels_arcs"] for r in tok_score] == HEADS                     # default: root arcs trained
     assert [r["labels_arcs"] for r in tok_ignore] == [[h if h else -1 for h in hs] for hs in HEADS]
-    for s_row, i_row in zip(tok_score, tok_ignore):
-        assert i_row["labels_rels"] == [r if h else -1 for h, r in zip(s_row["heads"], s_row["labels_rels"])]
+    for s_row, i_row in zip(tok_score, tok_ignore, strict=True):
+        pairs = zip(s_row["heads"], s_row["labels_rels"], strict=True)
+        assert i_row["labels_rels"] == [r if h else -1 for h, r in pairs]
         assert i_row["heads"] == s_row["heads"] and i_row["word_starts"] == s_row["word_starts"]
 
     torch.manual_seed(0)
@@ -310,7 +296,7 @@ def test_root_words_ignore_as_the_reference(ud, demo_world, tokenizer):
     assert [r["scored_words"] for r in r_ignore] == [[j + 1 for j in js] for js in kept]
     assert [r["words"] for r in r_ignore] == [len(h) for h in HEADS]
     for key in ("heads", "predicted_heads", "deprels", "predicted_deprels"):
-        assert [r[key] for r in r_ignore] == [[r[key][j] for j in js] for r, js in zip(r_score, kept)]
+        assert [r[key] for r in r_ignore] == [[r[key][j] for j in js] for r, js in zip(r_score, kept, strict=True)]
     assert all(0 not in r["heads"] for r in r_ignore)
     assert m_ignore == attachment_scores([(r["heads"], r["deprels"]) for r in r_ignore],
                                          [(r["predicted_heads"], r["predicted_deprels"]) for r in r_ignore])

@@ -1,4 +1,5 @@
 """Faults around the driver, with real processes on a real Ray head node and real MLflow:
+(0) two drivers of one sweep at once: each job trained once, both print the same table;
 (1) Ctrl-C (SIGINT) on the driver: running job runs and the execution marked KILLED, leases released,
     the same command resumes; (2) the MLflow server stops mid-sweep: training goes on, the driver ends
     with a clear error, a rerun logs what is missing without duplicate runs; (3) a storage root that is
@@ -15,19 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
-
-from test_fault_tolerance import cluster, manifests, sweep_cmd, tiny_sweep, wait_for  # noqa: F401  (cluster: fixture)
-from test_job_submit import free_port
+from helpers import free_port, manifests, runs, sweep_cmd, tiny_sweep, wait_for
 
 pytestmark = pytest.mark.slow
 JOBS = 6  # tiny_sweep: 2 corpora, 2 LAs, 1 TA, 1 eval
-
-
-def runs(uri: str, name: str, kind: str = "tags.kind != 'sweep'") -> list:
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(name)
-    return client.search_runs([exp.experiment_id], kind) if exp else []
 
 
 def table(stdout: str) -> str:
@@ -78,6 +70,36 @@ def test_ctrl_c_marks_runs_killed_releases_leases_and_the_rerun_resumes(cluster)
     ids = [r.data.tags["job_id"] for r in runs(c["uri"], c["name"])]
     assert sorted(ids) == sorted(after)  # the killed job's run was reused, not duplicated
     assert {r.info.run_id for r in at_signal} <= {r.info.run_id for r in runs(c["uri"], c["name"])}
+
+
+def test_two_drivers_of_one_sweep_train_each_job_once_and_print_the_same_table(cluster):
+    """Two real drivers on one one-CPU head node, one storage root, one MLflow store, started together: each
+    job is trained by one of them (its lease, tlr_ray/leases.py), the other waits for it and reuses it."""
+    c = {**cluster, "name": "twodrivers"}
+    path = tiny_sweep(c["tmp"], "twodrivers", la_steps=40)
+    procs = [subprocess.Popen(sweep_cmd(c, path), env=c["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    try:
+        outs = [p.communicate(timeout=900)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for i, out in enumerate(outs):  # whole, for a failure (the assertions show their last lines)
+        (c["tmp"] / f"driver{i}.log").write_text(out)
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out[-4000:]
+        assert "Traceback" not in out, out[-4000:]
+    counts = [ran_and_reused(out) for out in outs]
+    assert sum(ran for ran, _ in counts) == JOBS, counts  # every job trained once, by one of the two
+    assert all(ran + reused == JOBS for ran, reused in counts), counts
+    assert any("run by another driver" in out for out in outs), outs[0][-3000:] + outs[1][-3000:]
+    assert table(outs[0]) == table(outs[1])
+    published = manifests(c["storage"])
+    assert len(published) == JOBS
+    ids = [r.data.tags["job_id"] for r in runs(c["uri"], c["name"])]
+    assert sorted(ids) == sorted(published)  # one MLflow run per job, none logged twice
+    assert len(runs(c["uri"], c["name"], "tags.kind = 'sweep'")) == 2  # one execution per driver
+    assert not list((c["storage"] / "leases").glob("*.json"))
 
 
 def mlflow_server(port: int, backend: str, artifacts: Path, log: Path) -> subprocess.Popen:

@@ -165,7 +165,8 @@ class Person:
         self.driver.find_element("tag name", "body").send_keys(Keys.ESCAPE)
 
     def close_assistant(self):
-        for b in self.driver.find_elements("css selector", "button[data-component-id='mlflow.assistant.chat_panel.close']"):
+        close = "button[data-component-id='mlflow.assistant.chat_panel.close']"
+        for b in self.driver.find_elements("css selector", close):
             b.click()
 
     def search(self, query: str):
@@ -202,10 +203,9 @@ def test_mlflow_ui_compares_the_variants_like_a_person(e2e):
     table with the job runs; then search / Group by / Columns, whose per-variant average of `score` is the
     report's avg cell; the saved view and its chart; the report in the latest execution run's Artifacts.
     Screenshots in test-artifacts/ (mlflow_ui.png is docs/mlflow-ui.png)."""
+    from helpers import free_port
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-
-    from test_job_submit import free_port
     client = MlflowClient(e2e["uri"])
     exp = client.get_experiment_by_name("e2e")
     older = client.create_experiment("e2e-older")  # as an older version left it: no tags, no views, no `score`

@@ -8,80 +8,16 @@ demo sweep: LAs for en and sw, one MAD-X TA, one evaluation. The first test's st
 URI, so that the object-store code path runs under real Ray with real kills too."""
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import psutil
 import pytest
-import yaml
+from helpers import manifests, runs, sweep_cmd, tiny_sweep, wait_for
 from mlflow.tracking import MlflowClient
 
-from test_job_submit import RAY, free_port, own_ports, stop_cluster, token_env
-
 pytestmark = pytest.mark.slow
-
-
-def tiny_sweep(tmp_path: Path, name: str, la_steps: int) -> Path:
-    sweep = yaml.safe_load(open("sweeps/demo.yaml"))
-    sweep.update(name=name, variants=["MAD-X"])
-    sweep["datasets"] = {"demo_xnli": {"languages": ["sw"]}}
-    sweep["tasks"]["nli"].update(eval=["demo_xnli"], train_args={
-        "max_steps": 20, "eval_every": 10, "batch_size": 16, "max_seq_length": 32, "max_eval_examples": 30})
-    sweep["language_adapters"]["corpora"] = {k: v for k, v in sweep["language_adapters"]["corpora"].items()
-                                             if k in ("en", "sw")}
-    sweep["language_adapters"].update(max_corpus_lines=400, train_args={
-        "max_steps": la_steps, "eval_every": 50, "batch_size": 16, "max_seq_length": 64})
-    sweep["execution"].update(checkpoint_every=50, max_failures=2)  # at each LA evaluation
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(sweep))
-    return path
-
-
-@pytest.fixture
-def cluster(tmp_path, demo_world):
-    """A one-CPU head node of our own (one training job at a time, so we know whose worker we kill)."""
-    port, ray_tmp = free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    env = token_env(tmp_path)
-    r = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                        "--disable-usage-stats", *own_ports(), f"--temp-dir={ray_tmp}"], env=env, capture_output=True,
-                       text=True, timeout=180)
-    assert r.returncode == 0, r.stderr[-2000:]
-    try:
-        yield {"env": {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, "ray_tmp": ray_tmp, "tmp": tmp_path,
-               "storage": tmp_path / "runs", "uri": f"sqlite:///{tmp_path}/mlflow.db"}
-    finally:
-        stop_cluster(ray_tmp)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-
-
-def sweep_cmd(c, path: Path, storage: str | None = None) -> list[str]:
-    return [sys.executable, "-m", "tlr_ray.sweep", str(path), "--storage", storage or str(c["storage"]),
-            "--tracking-uri", c["uri"]]
-
-
-def wait_for(what, condition, proc: subprocess.Popen, timeout: float = 600):
-    """Poll `condition()` until it returns something truthy; fail if the sweep ends first."""
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        found = condition()
-        if found:
-            return found
-        if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            pytest.fail(f"the sweep ended (code {proc.returncode}) before {what}:\n{out[-3000:]}")
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def manifests(storage: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in (storage / "jobs").glob("*/manifest.json")}
 
 
 def train_workers(ray_tmp: str) -> list[psutil.Process]:
@@ -92,19 +28,13 @@ def train_workers(ray_tmp: str) -> list[psutil.Process]:
             if "RayTrainWorker" in " ".join(child.cmdline())]
 
 
-def job_runs(c) -> list:
-    client = MlflowClient(c["uri"])
-    exp = client.get_experiment_by_name(c["name"])
-    return client.search_runs([exp.experiment_id], "tags.kind != 'sweep'")
-
-
 def test_killed_training_worker_resumes_from_its_checkpoint(cluster):
     c = cluster
     path = tiny_sweep(c["tmp"], "killworker", la_steps=250)
     # The storage root as a URI: the object-store code path of the artifact store, and Ray's storage_path
     # through pyarrow, on the local disk (file://) where the test can watch it.
-    proc = subprocess.Popen(sweep_cmd(c, path, c["storage"].as_uri()), env=c["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(sweep_cmd(c, path, c["storage"].as_uri()), env=c["env"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     try:
         def checkpointed_job():
             # A checkpoint counts once Ray Train recorded it in the run's snapshot.
@@ -140,13 +70,14 @@ def killed_driver_then_rerun(cluster):
                             text=True)
     try:
         wait_for("a first published job", lambda: manifests(c["storage"]), proc)
-        wait_for("a second job under way", lambda: any(r.info.status == "RUNNING" for r in job_runs(c)), proc)
+        wait_for("a second job under way",
+                 lambda: any(r.info.status == "RUNNING" for r in runs(c["uri"], c["name"])), proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
         proc.kill()
     before = manifests(c["storage"])
-    running = {r.info.run_id for r in job_runs(c) if r.info.status == "RUNNING"}
+    running = {r.info.run_id for r in runs(c["uri"], c["name"]) if r.info.status == "RUNNING"}
     again = subprocess.run(sweep_cmd(c, path), env=c["env"], capture_output=True, text=True, timeout=900)
     return {**c, "path": path, "before": before, "running_at_kill": running, "again": again}
 
@@ -159,8 +90,8 @@ def test_killed_driver_rerun_completes_without_retraining_or_duplicate_runs(kill
     for job_id, manifest in c["before"].items():  # finished before the kill: reused, not retrained
         assert after[job_id]["created"] == manifest["created"]
     assert f"{6 - len(c['before'])} jobs run, {len(c['before'])} reused" in c["again"].stdout
-    runs = job_runs(c)
-    ids = [r.data.tags["job_id"] for r in runs]
+    job_runs = runs(c["uri"], c["name"])
+    ids = [r.data.tags["job_id"] for r in job_runs]
     assert sorted(ids) == sorted(after) and len(set(ids)) == len(ids)  # exactly one run per job
     assert all(r.info.status == "FINISHED" for r in runs)
     assert c["running_at_kill"] and c["running_at_kill"] <= {r.info.run_id for r in runs}  # reused, not new
@@ -176,7 +107,8 @@ def test_truncated_adapter_is_detected_and_retrained(killed_driver_then_rerun):
     assert c["again"].returncode == 0, c["again"].stdout[-4000:]
     done = manifests(c["storage"])
     la = next(j for j, m in done.items() if m["kind"] == "la" and m["spec"]["languages"] == ["sw"])
-    weights = next(p for p in (c["storage"] / "jobs" / la / "adapter").iterdir() if p.suffix in (".bin", ".safetensors"))
+    weights = next(p for p in (c["storage"] / "jobs" / la / "adapter").iterdir()
+                   if p.suffix in (".bin", ".safetensors"))
     weights.write_bytes(weights.read_bytes()[:100])
     third = subprocess.run(sweep_cmd(c, c["path"]), env=c["env"], capture_output=True, text=True, timeout=900)
     assert third.returncode == 0, third.stdout[-4000:] + third.stderr[-2000:]
@@ -188,5 +120,5 @@ def test_truncated_adapter_is_detected_and_retrained(killed_driver_then_rerun):
     new = manifests(c["storage"])[la]
     assert new["created"] > done[la]["created"]
     assert (c["storage"] / "jobs" / la / "adapter" / weights.name).stat().st_size > 100
-    runs = job_runs(c)
-    assert sorted(r.data.tags["job_id"] for r in runs) == sorted(done)  # still one run per job
+    job_runs = runs(c["uri"], c["name"])
+    assert sorted(r.data.tags["job_id"] for r in job_runs) == sorted(done)  # still one run per job

@@ -3,71 +3,17 @@ authentication (Ray 2.60), the demo-world sweep submitted with --working-dir, SU
 and the head stopped again."""
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-import psutil
 import pytest
 import yaml
+from helpers import RAY, free_port, own_ports, stop_cluster, token_env
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
-RAY = str(Path(sys.executable).parent / "ray")
-
-
-def stop_cluster(ray_tmp: str) -> None:
-    """Stop only the cluster whose processes run under `ray_tmp` (`ray stop` would stop every Ray
-    process on the machine, a user's own sweeps included), with their children: Ray's agents rename
-    their process title, so matching `ray_tmp` alone would leave them holding their ports."""
-    ours = [p for p in psutil.process_iter(["cmdline"]) if ray_tmp in " ".join(p.info["cmdline"] or [])]
-    tree = {p for parent in ours for p in [parent, *_children(parent)]}
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for p in tree:
-            try:
-                p.send_signal(sig)
-            except psutil.NoSuchProcess:
-                pass
-        _, tree = psutil.wait_procs(list(tree), timeout=20)
-        if not tree:
-            return
-
-
-def _children(p: psutil.Process) -> list[psutil.Process]:
-    try:
-        return p.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def own_ports() -> list[str]:
-    """`ray start` options giving a node free ports for what would otherwise listen on fixed defaults (the
-    dashboard agent's 52365, the client server's 10001), so a node still shutting down cannot block it."""
-    return [f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def token_env(tmp_path) -> dict:
-    """An environment with token authentication and its own HOME (the token goes to HOME/.ray)."""
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "RAY_AUTH_MODE": "token",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_ADDRESS": ""}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    (tmp_path / "home").mkdir()
-    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
-    return env
-
-
 @pytest.fixture
 def head(tmp_path, demo_world):
     """A fresh head node: its own HOME, token, ports and temp dir."""

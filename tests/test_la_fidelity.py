@@ -40,7 +40,7 @@ def test_mlm_forward_runs_the_inverse_before_the_decoder(model_path, monkeypatch
     calls = []
     real = NICECouplingBlock.forward
 
-    def counting(self, x, c=[], rev=False):
+    def counting(self, x, c=(), rev=False):  # NICECouplingBlock.forward takes c=[]; only read
         calls.append(rev)
         return real(self, x, c, rev)
 

@@ -6,21 +6,15 @@ from pathlib import Path
 
 import datasets
 import pytest
+from helpers import fake_hub, run_tiny_sweep, write
 
 from tlr_ray.tasks import DataError, DataSource, get_task
 from tlr_ray.tasks.ner import NerTask, make_task, scores
 from tlr_ray.tasks.ner_sources import FULL, REDUCED, TAG_SETS, to_iob2
-from conftest import run_tiny_sweep
 
 TASK = make_task()
 FULL_TASK = make_task(labels="full")
 ID = {t: i for i, t in enumerate(FULL)}   # FULL extends REDUCED: ids 0-6 agree
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -73,7 +67,8 @@ def test_tag_sets_and_iob1():
     assert to_iob2(["I-ORG", "O", "I-PER", "I-PER", "B-PER", "I-LOC", "I-ORG"]) == \
         ["B-ORG", "O", "B-PER", "I-PER", "B-PER", "B-LOC", "B-ORG"]
     assert to_iob2(["B-PER", "I-PER", "O", "B-LOC"]) == ["B-PER", "I-PER", "O", "B-LOC"]   # IOB2 unchanged
-    with pytest.raises(DataError, match=r"tag 'B-GPE' outside the reduced tag set \(O, B-PER.*DATE, MISC tags become O"):
+    with pytest.raises(DataError,
+                       match=r"tag 'B-GPE' outside the reduced tag set \(O, B-PER.*DATE, MISC tags become O"):
         TAG_SETS["reduced"].encode(["B-GPE"])
 
 
@@ -122,16 +117,6 @@ def test_data_errors(conll, masakhaner):
         TASK.load(DataSource("x", local_path=str(folder), local_format="iob"), "test", None)
     with pytest.raises(DataError, match=r"conll-ner data has one folder per language"):
         TASK.load(masakhaner, "test", None)
-
-
-def fake_hub(monkeypatch, result, calls=None):
-    def load_dataset(path, split, **kwargs):
-        if calls is not None:
-            calls.append((path, split, kwargs))
-        if isinstance(result, Exception):
-            raise result
-        return result
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
 
 
 def hub_rows(tags, names=None, **extra) -> datasets.Dataset:
@@ -217,7 +202,7 @@ def test_collate_and_evaluate(demo_world, tokenizer):
     metrics, records = TASK.evaluate(model, tokenized, tokenizer, batch_size=2, device="cpu")
     assert not model.training and [r["index"] for r in records] == list(range(5))
     cut = 0
-    for r, row in zip(records, tokenized):
+    for r, row in zip(records, tokenized, strict=True):
         assert r["gold"] == [REDUCED[t] for t in row["ner_tags"]] and len(r["prediction"]) == len(r["gold"])
         unseen = [p for w, p in enumerate(r["prediction"]) if w not in row["words"]]
         assert set(unseen) <= {"O"}                                   # words cut off are predicted O

@@ -8,6 +8,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from helpers import fake_hub, write
 
 from tlr_ray.tasks import DataError, DataSource, get_task
 from tlr_ray.tasks.nli import TASK
@@ -17,12 +18,6 @@ XNLI_HEADER = "\t".join([  # the real XNLI 1.0 header
     "language", "gold_label", "sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse",
     "sentence2_parse", "sentence1", "sentence2", "promptID", "pairID", "genre", "label1", "label2", "label3",
     "label4", "label5", "sentence1_tokenized", "sentence2_tokenized", "match"])
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def mnli_line(gold: str, s1: str, s2: str, **extra) -> str:
@@ -131,14 +126,6 @@ def test_empty_split(mnli, xnli):
         TASK.load(mnli, "validation", "en")
     with pytest.raises(DataError, match=r"xnli .*language 'yo'.*languages in the file: en, sw, th"):
         TASK.load(xnli, "test", "yo")
-
-
-def fake_hub(monkeypatch, result):
-    def load_dataset(path, split, **kwargs):
-        if isinstance(result, Exception):
-            raise result
-        return result
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
 
 
 def test_hub_renames_maps_and_drops_unlabelled(monkeypatch):

@@ -7,11 +7,11 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from helpers import run_tiny_sweep
 
 from tlr_ray.tasks import DataError, DataSource, get_task
 from tlr_ray.tasks.pos import IGNORE, TASK, accuracy, make_task
 from tlr_ray.tasks.ud_sources import UPOS
-from conftest import run_tiny_sweep
 
 # A multiword token (2-3) and an empty node (4.1) that the reader must drop.
 CONLLU = """# sent_id = 1
@@ -102,7 +102,7 @@ def test_first_sub_token_labels(ud, tokenizer):
     ids_, labels = row["input_ids"], row["labels"]
     assert labels[0] == labels[-1] == IGNORE                       # [CLS], [SEP]
     position = 1
-    for word, tag in zip(examples[0]["tokens"], examples[0]["upos"]):
+    for word, tag in zip(examples[0]["tokens"], examples[0]["upos"], strict=True):
         pieces = tokenizer(word, add_special_tokens=False)["input_ids"] or [tokenizer.unk_token_id]
         assert ids_[position:position + len(pieces)] == pieces     # a word tokenized to nothing -> [UNK]
         assert labels[position:position + len(pieces)] == [tag] + [IGNORE] * (len(pieces) - 1)

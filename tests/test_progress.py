@@ -3,11 +3,11 @@ driver shows. Ray is not needed for these; the e2e sweeps run the real display."
 from __future__ import annotations
 
 import torch
+from test_loop import Toy, batches
 
 from tlr_ray import progress
 from tlr_ray.config import TrainArgs
 from tlr_ray.train.loop import run_loop
-from test_loop import Toy, batches
 
 
 def test_the_loop_sends_step_total_loss_and_rate_at_most_every_few_seconds(monkeypatch):

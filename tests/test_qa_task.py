@@ -9,11 +9,18 @@ from types import SimpleNamespace
 import datasets
 import pytest
 import torch
+from helpers import fake_hub, run_tiny_sweep
 
 from tlr_ray.tasks import DataError, DataSource, get_task
-from conftest import run_tiny_sweep
-from tlr_ray.tasks.squad_metric import (Window, best_over_gold, best_span, exact_match, f1_score,
-                                        normalize_answer, squad_scores)
+from tlr_ray.tasks.squad_metric import (
+    Window,
+    best_over_gold,
+    best_span,
+    exact_match,
+    f1_score,
+    normalize_answer,
+    squad_scores,
+)
 
 
 def squad_file(path: Path, paragraphs: list[tuple[str, list[tuple[str, str, list[tuple[str, int]]]]]]) -> Path:
@@ -184,16 +191,6 @@ def test_data_errors(task, squad, tmp_path):
         task.load(squad, "train", None)
     with pytest.raises(DataError, match=r"unknown local_format 'squad-csv'.*squad-json, tydiqa-goldp"):
         task.load(DataSource("squad", local_path=str(tmp_path), local_format="squad-csv"), "train", None)
-
-
-def fake_hub(monkeypatch, result, calls: list | None = None):
-    def load_dataset(path, split, **kwargs):
-        if calls is not None:
-            calls.append((path, split, kwargs))
-        if isinstance(result, Exception):
-            raise result
-        return result
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
 
 
 def hub_rows(rows) -> datasets.Dataset:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from adapters import AutoAdapterModel
 from adapters.composition import Stack
+from helpers import run_corpora
 
-from conftest import run_corpora
 from tlr_ray.config import load_sweep
 from tlr_ray.plan import plan_sweep
 from tlr_ray.runner import run_job
@@ -26,7 +26,7 @@ def tiny_plan(demo_world, tmp_path_factory):
         "variants": ["MAD-X", "ALL-MULTI"],
         "tasks": {"nli": {"train": "demo_multinli", "eval": ["demo_anli", "demo_xnli"],
                           "train_args": {**TINY, "max_eval_examples": 40}}},
-        "language_adapters": {"corpora": {l: f"demo://text/{l}.txt" for l in ("en", "sw", "yo", "th")},
+        "language_adapters": {"corpora": {lang: f"demo://text/{lang}.txt" for lang in ("en", "sw", "yo", "th")},
                               "train_args": TINY, "max_corpus_lines": 200}})
     plan = plan_sweep(sweep)
     storage = str(tmp_path_factory.mktemp("storage"))
@@ -54,7 +54,8 @@ def test_la_recipe_trains_only_the_adapter(tiny_plan, monkeypatch):
     changed = {n for n in before if not torch.equal(before[n], after[n])}
     assert changed and all(".adapters.la." in n or ".invertible_adapters.la." in n for n in changed), changed
     assert any(".adapters.la." in n for n in changed) and any("invertible_adapters" in n for n in changed)
-    assert not any(n.startswith("cls.") for n in changed)  # the pretrained MLM head stays frozen  # SeqBnInvConfig: invertible adapter trained
+    # SeqBnInvConfig: the invertible adapter is trained; the pretrained MLM head stays frozen
+    assert not any(n.startswith("cls.") for n in changed)
     assert metrics["heldout_perplexity"] == min(h["perplexity"] for h in metrics["history"])
     # The saved LA is in the adapters library's own format: loadable with model.load_adapter(path).
     model = AutoAdapterModel.from_pretrained(sweep.model)

@@ -34,7 +34,7 @@ def test_search_runs_optuna_trials_and_applies_the_best(demo_world, tmp_path):
     sweep["tasks"] = {"nli": {"eval": ["demo_xnli"], "train_args": TINY}}
     sweep["search"].update(num_samples=3)
     sweep["language_adapters"] = {"train_args": TINY, "max_corpus_lines": 300,
-                                  "corpora": {l: f"demo://text/{l}.txt" for l in ("en", "sw", "th")}}
+                                  "corpora": {lang: f"demo://text/{lang}.txt" for lang in ("en", "sw", "th")}}
     path = tmp_path / "searched.yaml"
     path.write_text(yaml.safe_dump(sweep))
     uri = f"sqlite:///{tmp_path}/mlflow.db"

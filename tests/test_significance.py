@@ -11,8 +11,7 @@ import pytest
 from scipy import stats
 
 from analysis import predictions
-from analysis.significance import (Untestable, example_test, paired_bootstrap, seed_test,
-                                   table_marks)
+from analysis.significance import Untestable, example_test, paired_bootstrap, seed_test, table_marks
 from analysis.table import paper_tables
 from analysis.tidy import TIDY_COLUMNS
 
@@ -49,7 +48,7 @@ SEEDS = {
     ("MAD-X", "sw"): [40.0, 41.0, 42.0], ("TARGET", "sw"): [42.0, 41.0, 40.0],
 }
 MULTI = tidy([(v, seed, lang, x) for (v, lang), xs in SEEDS.items()
-              for seed, x in zip((1, 2, 3), xs)])
+              for seed, x in zip((1, 2, 3), xs, strict=True)])
 
 
 @pytest.mark.parametrize("test", ["ttest_ind", "welch", "ttest_rel"])

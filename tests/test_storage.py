@@ -227,7 +227,6 @@ def test_search_cache_file_goes_through_the_store(write_sweep, monkeypatch, tmp_
 
 def test_report_of_a_remote_store_is_uploaded(monkeypatch):
     from analysis import report
-
     from tlr_ray.sweep import write_report
     written = []
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from test_analysis_report import DF, csv_tables, html_tables, latex_tables, md_tables, unbold
 
 from analysis.document import render_document
 from analysis.report import build, main
 from analysis.significance import table_marks
 from analysis.table import paper_tables, render_markdown
 from analysis.tidy import TIDY_COLUMNS, to_parquet, validate
-from test_analysis_report import DF, csv_tables, html_tables, latex_tables, md_tables, unbold
 
 # Three seeds; per language the seed scores are mean - d, mean, mean + d. Means (avg, Better):
 #   MAD-X           50  60  70   (60.00, blank: the baseline)
@@ -35,7 +35,7 @@ SPREAD = {("TASK-MULTI", "aym"): 10.0, ("LEAVE-OUT-TASK", "aym"): 20.0,
 RULES = validate(pd.DataFrame([
     ("sw1", "nli", "americas_nli", v, seed, "2:1" if v == "BAD-X" else None, lang, "accuracy",
      mean + (seed - 2) * SPREAD.get((v, lang), 0.1))
-    for v, means in MEANS.items() for lang, mean in zip(("aym", "gn", "quy"), means)
+    for v, means in MEANS.items() for lang, mean in zip(("aym", "gn", "quy"), means, strict=True)
     for seed in (1, 2, 3)], columns=TIDY_COLUMNS))
 
 PAPER_MD = """\

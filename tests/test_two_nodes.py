@@ -11,8 +11,7 @@ import tempfile
 
 import pytest
 import yaml
-
-from test_job_submit import RAY, free_port, own_ports, stop_cluster, token_env
+from helpers import RAY, free_port, own_ports, stop_cluster, token_env
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +21,8 @@ def test_sweep_runs_on_two_nodes(tmp_path, demo_world):
     port = free_port()
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     head = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                           "--disable-usage-stats", *own_ports(), f"--temp-dir={ray_tmp}"], env=env, capture_output=True,
-                          text=True, timeout=180)
+                           "--disable-usage-stats", *own_ports(), f"--temp-dir={ray_tmp}"], env=env,
+                          capture_output=True, text=True, timeout=180)
     assert head.returncode == 0, head.stderr[-2000:]
     try:
         second = subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", *own_ports(),

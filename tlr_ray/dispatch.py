@@ -74,11 +74,11 @@ class Dispatcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict | None:
         busy = [j.kind for j in self.running.values()]
-        # Corpora first, all of them: a corpus that is empty, not UTF-8 or too short fails before any
-        # GPU job starts (and the LAs need them anyway).
-        corpora_left = "corpus" in busy or any(j.kind == "corpus" for j in self.pending)
         for job in list(self.pending):
-            if corpora_left and job.kind != "corpus":
+            # Corpora first, all of them: a corpus that is empty, not UTF-8 or too short fails before any
+            # GPU job starts (and the LAs need them anyway). Asked here, not once before the loop: a corpus
+            # that another driver finished leaves `pending` in this very loop.
+            if job.kind != "corpus" and ("corpus" in busy or any(j.kind == "corpus" for j in self.pending)):
                 break
             if failed := [n for n in job.needs if n in self.summary.failed]:
                 self.pending.remove(job)

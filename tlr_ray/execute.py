@@ -327,6 +327,17 @@ def connect(verbose: bool = False) -> None:
                  logging_level=logging.WARNING, configure_logging=True)
 
 
+def own_cluster() -> bool:
+    """Whether this driver started the Ray cluster it runs on (no other driver can be on it). Only then do
+    trials reuse their processes (Tune's `reuse_actors`: an eval trial skips re-importing torch): Tune
+    keeps one finished trial's process idle for the next trial, and that process keeps its CPU/GPU. On a
+    shared cluster another driver's job may be waiting for exactly that CPU/GPU while this driver waits
+    for that job's lease (tlr_ray/leases.py): two drivers of one sweep on a one-CPU cluster deadlocked so
+    (tests/test_driver_faults.py, two drivers)."""
+    node = getattr(ray._private.worker, "_global_node", None)  # no public API says who started the cluster
+    return bool(getattr(node, "head", False))
+
+
 def quiet_worker_pool_warnings() -> None:
     """Ray's raylet prints "N PYTHON worker processes have been started ... 4x the maximum expected
     startup concurrency" through the driver whenever Ray Train starts its helper actors: expected here
@@ -382,7 +393,7 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
         # has started); the Dispatcher's own limits stay the binding ones.
         tune_config=tune.TuneConfig(search_alg=dispatcher,
                                     num_samples=len(todo), max_concurrent_trials=sum(limits.values()),
-                                    reuse_actors=True),  # eval trials skip re-importing torch
+                                    reuse_actors=own_cluster()),
         run_config=tune.RunConfig(
             name=f"{sweep.name}-{label}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",  # two drivers, one root
             storage_path=join(storage, "ray"), verbose=0,

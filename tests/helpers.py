@@ -1,0 +1,174 @@
+"""Helpers shared by the tests (fixtures live in conftest.py): files on disk, a fake Hub, tiny sweeps run
+job by job without Ray, and real Ray head nodes and sweep drivers as processes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+RAY = str(Path(sys.executable).parent / "ray")
+TINY_ARGS = {"max_steps": 2, "eval_every": 2, "batch_size": 8, "max_seq_length": 32}
+
+
+# --- files and data -------------------------------------------------------------------------------------
+
+def write(path: Path, text: str) -> Path:
+    """`text` as a UTF-8 file at `path` (its folders made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def fake_hub(monkeypatch, result, calls: list | None = None) -> None:
+    """`datasets.load_dataset` returns `result` (or raises it, an exception); `calls` records each call."""
+    import datasets
+
+    def load_dataset(path, split, **kwargs):
+        if calls is not None:
+            calls.append((path, split, kwargs))
+        if isinstance(result, Exception):
+            raise result
+        return result
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+
+
+# --- sweeps without Ray ---------------------------------------------------------------------------------
+
+def run_corpora(plan, storage) -> None:
+    """Prepare the plan's corpora (the `corpus` jobs every LA/BA needs), as a sweep does first."""
+    from dataclasses import asdict
+
+    from tlr_ray.runner import run_job
+    from tlr_ray.train.context import JobContext
+    for job in plan.of_kind("corpus"):
+        run_job(asdict(job), str(storage), JobContext())
+
+
+def run_tiny_sweep(storage, tasks: dict, languages, variants=("MAD-X",), overrides: dict | None = None):
+    """The demo sweep shrunk to a few steps for `tasks` (entries as in a sweep file; TINY_ARGS filled in),
+    planned and run job by job without Ray. Returns (plan, {eval job id: its metrics})."""
+    from dataclasses import asdict
+
+    from tlr_ray.artifacts import verify
+    from tlr_ray.config import load_sweep
+    from tlr_ray.plan import plan_sweep
+    from tlr_ray.runner import run_job
+    from tlr_ray.train.context import JobContext
+    tasks = {k: {**v, "train_args": {**TINY_ARGS, "max_eval_examples": 20, **v.get("train_args", {})}}
+             for k, v in tasks.items()}
+    sweep = load_sweep("sweeps/demo.yaml", {
+        "variants": list(variants), "tasks": tasks,
+        "language_adapters": {"corpora": {lang: f"demo://text/{lang}.txt" for lang in languages},
+                              "train_args": TINY_ARGS, "max_corpus_lines": 400},
+        **(overrides or {})})
+    plan = plan_sweep(sweep)
+    for job in plan.jobs:
+        run_job(asdict(job), str(storage), JobContext())
+    return plan, {j.id: verify(str(storage), j.id)["metrics"] for j in plan.of_kind("eval")}
+
+
+# --- Ray nodes and sweep drivers as processes -----------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def own_ports() -> list[str]:
+    """`ray start` options giving a node free ports for what would otherwise listen on fixed defaults (the
+    dashboard agent's 52365, the client server's 10001), so a node still shutting down cannot block it."""
+    return [f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}"]
+
+
+def token_env(tmp_path) -> dict:
+    """An environment with token authentication and its own HOME (the token goes to HOME/.ray)."""
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "RAY_AUTH_MODE": "token",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_ADDRESS": ""}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    (tmp_path / "home").mkdir()
+    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    return env
+
+
+def stop_cluster(ray_tmp: str) -> None:
+    """Stop only the cluster whose processes run under `ray_tmp` (`ray stop` would stop every Ray
+    process on the machine, a user's own sweeps included), with their children: Ray's agents rename
+    their process title, so matching `ray_tmp` alone would leave them holding their ports."""
+    ours = [p for p in psutil.process_iter(["cmdline"]) if ray_tmp in " ".join(p.info["cmdline"] or [])]
+    tree = {p for parent in ours for p in [parent, *_children(parent)]}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in tree:
+            try:
+                p.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
+        _, tree = psutil.wait_procs(list(tree), timeout=20)
+        if not tree:
+            return
+
+
+def _children(p: psutil.Process) -> list[psutil.Process]:
+    try:
+        return p.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def tiny_sweep(tmp_path: Path, name: str, la_steps: int) -> Path:
+    """A tiny demo sweep file: LAs for en and sw, one MAD-X TA, one evaluation (6 jobs with the corpora)."""
+    sweep = yaml.safe_load(open("sweeps/demo.yaml"))
+    sweep.update(name=name, variants=["MAD-X"])
+    sweep["datasets"] = {"demo_xnli": {"languages": ["sw"]}}
+    sweep["tasks"]["nli"].update(eval=["demo_xnli"], train_args={
+        "max_steps": 20, "eval_every": 10, "batch_size": 16, "max_seq_length": 32, "max_eval_examples": 30})
+    sweep["language_adapters"]["corpora"] = {k: v for k, v in sweep["language_adapters"]["corpora"].items()
+                                             if k in ("en", "sw")}
+    sweep["language_adapters"].update(max_corpus_lines=400, train_args={
+        "max_steps": la_steps, "eval_every": 50, "batch_size": 16, "max_seq_length": 64})
+    sweep["execution"].update(checkpoint_every=50, max_failures=2)  # at each LA evaluation
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def sweep_cmd(c, path: Path, storage: str | None = None) -> list[str]:
+    """The sweep CLI on the `cluster` fixture's storage root and MLflow store."""
+    return [sys.executable, "-m", "tlr_ray.sweep", str(path), "--storage", storage or str(c["storage"]),
+            "--tracking-uri", c["uri"]]
+
+
+def wait_for(what, condition, proc: subprocess.Popen, timeout: float = 600):
+    """Poll `condition()` until it returns something truthy; fail if the sweep ends first."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        found = condition()
+        if found:
+            return found
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"the sweep ended (code {proc.returncode}) before {what}:\n{out[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def manifests(storage: Path) -> dict[str, dict]:
+    """The published jobs under a storage root: job id -> manifest."""
+    return {p.parent.name: json.loads(p.read_text()) for p in (storage / "jobs").glob("*/manifest.json")}
+
+
+def runs(uri: str, name: str, which: str = "tags.kind != 'sweep'") -> list:
+    """The MLflow runs of experiment `name` (by default the job runs, not the sweep's execution run)."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    return client.search_runs([exp.experiment_id], which) if exp else []
