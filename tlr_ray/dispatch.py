@@ -74,36 +74,47 @@ class Dispatcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict | None:
         busy = [j.kind for j in self.running.values()]
+        # Corpora first, all of them: a corpus that is empty, not UTF-8 or too short fails before any
+        # GPU job starts (and the LAs need them anyway). Counted as the loop passes them (plan order puts
+        # them first), not before it: a corpus that another driver finished leaves `pending` in this loop.
+        corpora_left = "corpus" in busy
         for job in list(self.pending):
-            # Corpora first, all of them: a corpus that is empty, not UTF-8 or too short fails before any
-            # GPU job starts (and the LAs need them anyway). Asked here, not once before the loop: a corpus
-            # that another driver finished leaves `pending` in this very loop.
-            if job.kind != "corpus" and ("corpus" in busy or any(j.kind == "corpus" for j in self.pending)):
+            if corpora_left and job.kind != "corpus":
                 break
             if failed := [n for n in job.needs if n in self.summary.failed]:
                 self.pending.remove(job)
                 self.summary.failed[job.id] = f"needs {', '.join(failed)}, which failed"
                 continue
-            if (busy.count(job.kind) < self.limits[job.kind] and not self.waiting_on.intersection(job.needs)
-                    and self.fits(job.kind) and self.elsewhere.get(job.id, 0) <= time.monotonic()):
-                state = self.claim(job) if self.claim else "run"
-                if state == "wait":
-                    self.elsewhere[job.id] = time.monotonic() + self.RECHECK_S
-                    continue
-                self.pending.remove(job)
-                self.elsewhere.pop(job.id, None)
-                if state == "done":
-                    self.summary.reused.append(job.id)
-                    self.waiting_on.discard(job.id)
-                    continue
-                self.running[trial_id] = job
-                return {"job_id": job.id}
+            state = self.take(job, busy)
+            if state is None:  # stays pending
+                corpora_left = corpora_left or job.kind == "corpus"
+                continue
+            self.pending.remove(job)
+            self.elsewhere.pop(job.id, None)
+            if state == "done":
+                self.summary.reused.append(job.id)
+                self.waiting_on.discard(job.id)
+                continue
+            self.running[trial_id] = job
+            return {"job_id": job.id}
         if not self.pending:
             return Searcher.FINISHED
         if not self.running and not self.elsewhere:  # cannot happen in dependency order; never hang on it
             raise RuntimeError(f"jobs wait on jobs that are neither running nor planned: "
                                f"{[j.id for j in self.pending]}")
         return None
+
+    def take(self, job: Job, busy: list[str]) -> str | None:
+        """"run" or "done" (see `claim`) if `job` can go now; None while it waits (for its inputs, room,
+        its kind's limit, or another driver)."""
+        if (busy.count(job.kind) >= self.limits[job.kind] or self.waiting_on.intersection(job.needs)
+                or not self.fits(job.kind) or self.elsewhere.get(job.id, 0) > time.monotonic()):
+            return None
+        state = self.claim(job) if self.claim else "run"
+        if state == "wait":
+            self.elsewhere[job.id] = time.monotonic() + self.RECHECK_S
+            return None
+        return state
 
     def __getstate__(self) -> dict:
         # Tune pickles its searcher into the experiment state; `claim` reaches the driver's leases and MLflow
