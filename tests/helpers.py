@@ -166,7 +166,7 @@ def manifests(storage: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in (storage / "jobs").glob("*/manifest.json")}
 
 
-def runs(uri: str, name: str, which: str = "tags.kind != 'sweep'") -> list:
+def mlflow_runs(uri: str, name: str, which: str = "tags.kind != 'sweep'") -> list:
     """The MLflow runs of experiment `name` (by default the job runs, not the sweep's execution run)."""
     from mlflow.tracking import MlflowClient
     client = MlflowClient(uri)

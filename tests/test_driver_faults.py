@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import free_port, manifests, runs, sweep_cmd, tiny_sweep, wait_for
+from helpers import free_port, manifests, mlflow_runs, sweep_cmd, tiny_sweep, wait_for
 
 pytestmark = pytest.mark.slow
 JOBS = 6  # tiny_sweep: 2 corpora, 2 LAs, 1 TA, 1 eval
@@ -43,7 +43,7 @@ def test_ctrl_c_marks_runs_killed_releases_leases_and_the_rerun_resumes(cluster)
                             text=True)
     try:
         def training():  # an LA under way (the corpora are done by then)
-            return [r for r in runs(c["uri"], c["name"]) if r.info.status == "RUNNING"
+            return [r for r in mlflow_runs(c["uri"], c["name"]) if r.info.status == "RUNNING"
                     and r.data.tags.get("kind") == "la"]
         at_signal = wait_for("an LA training", training, proc)
         time.sleep(3)
@@ -53,10 +53,10 @@ def test_ctrl_c_marks_runs_killed_releases_leases_and_the_rerun_resumes(cluster)
         proc.kill()
     assert proc.returncode == 130, out[-4000:]
     assert "Run the same command again to resume" in out and "Traceback" not in out, out[-4000:]
-    statuses = {r.info.run_id: r.info.status for r in runs(c["uri"], c["name"])}
+    statuses = {r.info.run_id: r.info.status for r in mlflow_runs(c["uri"], c["name"])}
     assert "RUNNING" not in statuses.values(), statuses
     assert all(statuses[r.info.run_id] == "KILLED" for r in at_signal), statuses
-    [execution] = runs(c["uri"], c["name"], "tags.kind = 'sweep'")
+    [execution] = mlflow_runs(c["uri"], c["name"], "tags.kind = 'sweep'")
     assert execution.info.status == "KILLED"
     assert not list((c["storage"] / "leases").glob("*.json"))  # released: a rerun needs no wait
     before = manifests(c["storage"])
@@ -67,9 +67,9 @@ def test_ctrl_c_marks_runs_killed_releases_leases_and_the_rerun_resumes(cluster)
     assert reused == len(before) and ran == JOBS - len(before)
     after = manifests(c["storage"])
     assert all(after[j]["created"] == m["created"] for j, m in before.items())  # nothing finished redone
-    ids = [r.data.tags["job_id"] for r in runs(c["uri"], c["name"])]
+    ids = [r.data.tags["job_id"] for r in mlflow_runs(c["uri"], c["name"])]
     assert sorted(ids) == sorted(after)  # the killed job's run was reused, not duplicated
-    assert {r.info.run_id for r in at_signal} <= {r.info.run_id for r in runs(c["uri"], c["name"])}
+    assert {r.info.run_id for r in at_signal} <= {r.info.run_id for r in mlflow_runs(c["uri"], c["name"])}
 
 
 def test_two_drivers_of_one_sweep_train_each_job_once_and_print_the_same_table(cluster):
@@ -96,9 +96,9 @@ def test_two_drivers_of_one_sweep_train_each_job_once_and_print_the_same_table(c
     assert table(outs[0]) == table(outs[1])
     published = manifests(c["storage"])
     assert len(published) == JOBS
-    ids = [r.data.tags["job_id"] for r in runs(c["uri"], c["name"])]
+    ids = [r.data.tags["job_id"] for r in mlflow_runs(c["uri"], c["name"])]
     assert sorted(ids) == sorted(published)  # one MLflow run per job, none logged twice
-    assert len(runs(c["uri"], c["name"], "tags.kind = 'sweep'")) == 2  # one execution per driver
+    assert len(mlflow_runs(c["uri"], c["name"], "tags.kind = 'sweep'")) == 2  # one execution per driver
     assert not list((c["storage"] / "leases").glob("*.json"))
 
 
@@ -151,7 +151,7 @@ def test_an_mlflow_server_lost_mid_sweep_loses_no_training_and_a_rerun_logs_the_
         again = subprocess.run(sweep_cmd(c, path), env=env, capture_output=True, text=True, timeout=900)
         assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
         assert ran_and_reused(again.stdout) == (0, JOBS)
-        job_runs = runs(uri, c["name"])
+        job_runs = mlflow_runs(uri, c["name"])
         ids = [r.data.tags["job_id"] for r in job_runs]
         assert sorted(ids) == sorted(manifests(c["storage"]))  # each job once, none twice
         assert all(r.info.status == "FINISHED" for r in job_runs)

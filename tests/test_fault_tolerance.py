@@ -14,7 +14,7 @@ import subprocess
 
 import psutil
 import pytest
-from helpers import manifests, runs, sweep_cmd, tiny_sweep, wait_for
+from helpers import manifests, mlflow_runs, sweep_cmd, tiny_sweep, wait_for
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -71,13 +71,13 @@ def killed_driver_then_rerun(cluster):
     try:
         wait_for("a first published job", lambda: manifests(c["storage"]), proc)
         wait_for("a second job under way",
-                 lambda: any(r.info.status == "RUNNING" for r in runs(c["uri"], c["name"])), proc)
+                 lambda: any(r.info.status == "RUNNING" for r in mlflow_runs(c["uri"], c["name"])), proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
         proc.kill()
     before = manifests(c["storage"])
-    running = {r.info.run_id for r in runs(c["uri"], c["name"]) if r.info.status == "RUNNING"}
+    running = {r.info.run_id for r in mlflow_runs(c["uri"], c["name"]) if r.info.status == "RUNNING"}
     again = subprocess.run(sweep_cmd(c, path), env=c["env"], capture_output=True, text=True, timeout=900)
     return {**c, "path": path, "before": before, "running_at_kill": running, "again": again}
 
@@ -90,11 +90,11 @@ def test_killed_driver_rerun_completes_without_retraining_or_duplicate_runs(kill
     for job_id, manifest in c["before"].items():  # finished before the kill: reused, not retrained
         assert after[job_id]["created"] == manifest["created"]
     assert f"{6 - len(c['before'])} jobs run, {len(c['before'])} reused" in c["again"].stdout
-    job_runs = runs(c["uri"], c["name"])
+    job_runs = mlflow_runs(c["uri"], c["name"])
     ids = [r.data.tags["job_id"] for r in job_runs]
     assert sorted(ids) == sorted(after) and len(set(ids)) == len(ids)  # exactly one run per job
-    assert all(r.info.status == "FINISHED" for r in runs)
-    assert c["running_at_kill"] and c["running_at_kill"] <= {r.info.run_id for r in runs}  # reused, not new
+    assert all(r.info.status == "FINISHED" for r in job_runs)
+    assert c["running_at_kill"] and c["running_at_kill"] <= {r.info.run_id for r in job_runs}  # reused, not new
     client = MlflowClient(c["uri"])
     exp = client.get_experiment_by_name(c["name"])
     executions = client.search_runs([exp.experiment_id], "tags.kind = 'sweep'", order_by=["attributes.start_time"])
@@ -120,5 +120,5 @@ def test_truncated_adapter_is_detected_and_retrained(killed_driver_then_rerun):
     new = manifests(c["storage"])[la]
     assert new["created"] > done[la]["created"]
     assert (c["storage"] / "jobs" / la / "adapter" / weights.name).stat().st_size > 100
-    job_runs = runs(c["uri"], c["name"])
+    job_runs = mlflow_runs(c["uri"], c["name"])
     assert sorted(r.data.tags["job_id"] for r in job_runs) == sorted(done)  # still one run per job

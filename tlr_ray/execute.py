@@ -208,7 +208,7 @@ class TrackingCallback(tune.Callback):
         self.tags, self.leases = tags or {}, leases
         self.runs: dict[str, str | None] = {}
         self.ended: set[str] = set()  # trials completed or failed (the others were running at a Ctrl-C)
-        self.done = 0
+        self.finished: set[str] = set()  # jobs ended here, counted once (a trial Tune retried ends twice)
         self.waiting: set[str] = set()  # jobs seen running in another driver (said once)
         self.display = None  # the live view (tlr_ray/progress.py), when the sweep shows one
 
@@ -228,9 +228,13 @@ class TrackingCallback(tune.Callback):
             return "run"
         self.tracker.ensure_logged(job, manifest, artifacts.location(self.storage, job.id))
         self.leases.release(job.id)
-        self.done += 1
+        self.finished.add(job.id)
         self.say(f"  [{self.done}/{self.total}] {_label(job)}: done by another driver, reused")
         return "done"
+
+    @property
+    def done(self) -> int:
+        return len(self.finished)
 
     def open_trials(self) -> list[str]:
         return [t for t in self.runs if t not in self.ended]
@@ -265,7 +269,7 @@ class TrackingCallback(tune.Callback):
         job = self.job_for(trial)
         manifest = artifacts.verify(self.storage, job.id)
         run_id = self.runs.get(trial.trial_id)
-        self.done += 1
+        self.finished.add(job.id)
         self.ended.add(trial.trial_id)
         if manifest is None:
             self._failed(job, run_id, "no intact artifact after the trial")
@@ -285,7 +289,7 @@ class TrackingCallback(tune.Callback):
             self.display.job_ended(job.id)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.done += 1
+        self.finished.add(self.job_for(trial).id)
         self.ended.add(trial.trial_id)
         self._failed(self.job_for(trial), self.runs.get(trial.trial_id), _error_text(trial))
 

@@ -39,16 +39,20 @@ log = logging.getLogger(__name__)
 
 
 def unreachable(error: BaseException) -> bool:
-    """Whether `error` says the tracking server could not be reached (not that it refused a request)."""
+    """Whether `error` says the tracking server could not be reached (not that it refused a request). A server
+    stopped while it answers breaks the response mid-body (ChunkedEncodingError, urllib3's IncompleteRead):
+    that is a lost server too."""
     import requests
+    lost = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError,
+            ConnectionError)
     seen = error
     while seen is not None:
-        if isinstance(seen, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)):
+        if isinstance(seen, lost):
             return True
         seen = seen.__cause__ or seen.__context__
     text = str(error)
     return any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
-                                   "Read timed out"))
+                                   "Read timed out", "Connection broken", "IncompleteRead"))
 
 
 def while_reachable(default=None):
