@@ -1,6 +1,6 @@
 # The README's two commands:
 #   make demo   install everything, then run the offline demo sweep end to end
-#   make test   install everything, then run the test suite (what .ci/run calls)
+#   make test   install everything, then lint and run the test suite (what .ci/run calls)
 #
 # TORCH_SPEC picks the torch build. The default, torch==2.13.0, installs a CPU build on machines with a
 # local CPU wheel (pip's find-links) and is otherwise the regular PyPI wheel. On a CPU-only machine
@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser demo test test-fast bench clean-demo
+.PHONY: install browser demo lint test test-fast bench clean-demo
 
 install: $(STAMP)
 
@@ -32,7 +32,10 @@ browser:            # Debian's Chromium + ChromeDriver, for the MLflow UI browse
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver)
 
-test: install browser
+lint: install       # ruff, configured in pyproject.toml (rules E, F, I, B, UP)
+	$(BIN)/ruff check .
+
+test: install browser lint
 	$(BIN)/python -m pytest -q
 
 test-fast: install   # skip the end-to-end Ray runs

@@ -29,12 +29,12 @@ def summary_figure(summary: pd.DataFrame, path: str | Path, title: str | None = 
     cmap = colormaps["tab10" if n_var <= 10 else "tab20"]
     colors = [cmap(i % cmap.N) for i in range(len(variants))]
     top = float(summary.max().max()) if summary.notna().any().any() else 1.0
-    for i, (variant, color) in enumerate(zip(variants, colors)):
+    for i, (variant, color) in enumerate(zip(variants, colors, strict=True)):
         xs = [d + (i - (n_var - 1) / 2) * width for d in range(len(datasets))]
         values = [summary.at[variant, c] for c in datasets]
         shown = [0.0 if pd.isna(v) else float(v) for v in values]
         bars = ax.bar(xs, shown, width=width * 0.95, label=variant, color=color)
-        for bar, v in zip(bars, values):
+        for bar, v in zip(bars, values, strict=True):
             text = "n/a" if pd.isna(v) else f"{v:.1f}"
             ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",

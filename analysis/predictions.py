@@ -18,9 +18,9 @@ so its units are words, keyed by (sentence, position).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -76,10 +76,10 @@ def _nli(frame: pd.DataFrame, metric: str) -> ExampleScores:
 
 def _pos(frame: pd.DataFrame, metric: str) -> ExampleScores:
     keys, scores = [], []
-    for index, gold, pred in zip(frame["index"], frame["upos"], frame["predicted_upos"]):
+    for index, gold, pred in zip(frame["index"], frame["upos"], frame["predicted_upos"], strict=True):
         gold, pred = _as_list(gold), _as_list(pred)
         pred += [None] * (len(gold) - len(pred))
-        for i, (g, p) in enumerate(zip(gold, pred)):
+        for i, (g, p) in enumerate(zip(gold, pred, strict=False)):
             keys.append((index, i))
             scores.append(100.0 * _same(g, p))
     return _mean_scores(pd.MultiIndex.from_tuples(keys) if keys else [], scores, "word")
@@ -126,7 +126,7 @@ def _ner_metric(metric: str) -> Callable[[np.ndarray], np.ndarray]:
 
 def _ner(frame: pd.DataFrame, metric: str) -> ExampleScores:
     parts = []
-    for gold, pred in zip(frame["gold"], frame["prediction"]):
+    for gold, pred in zip(frame["gold"], frame["prediction"], strict=True):
         g, p = entities(_as_list(gold)), entities(_as_list(pred))
         parts.append((len(g & p), len(p), len(g)))
     return ExampleScores(_unique(frame["index"], "sentence"), np.array(parts, float).reshape(-1, 3),
@@ -136,10 +136,10 @@ def _ner(frame: pd.DataFrame, metric: str) -> ExampleScores:
 def _dp(frame: pd.DataFrame, metric: str) -> ExampleScores:
     parts = []   # labeled right, head right, words
     for gh, ph, gr, pr in zip(frame["heads"], frame["predicted_heads"], frame["deprels"],
-                              frame["predicted_deprels"]):
+                              frame["predicted_deprels"], strict=True):
         gh, ph, gr, pr = map(_as_list, (gh, ph, gr, pr))
-        heads = [_same(a, b) for a, b in zip(gh, ph)]
-        labeled = sum(h and _same(a, b) for h, a, b in zip(heads, gr, pr))
+        heads = [_same(a, b) for a, b in zip(gh, ph, strict=False)]
+        labeled = sum(h and _same(a, b) for h, a, b in zip(heads, gr, pr, strict=False))
         parts.append((labeled, sum(heads), len(gh)))
     column = {"las": 0, "uas": 1}[metric]
     return ExampleScores(_unique(frame["index"], "sentence"), np.array(parts, float).reshape(-1, 3),

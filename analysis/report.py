@@ -22,8 +22,7 @@ import pandas as pd
 from analysis.document import FORMATS, Report, Section, render_document
 from analysis.significance import SEED_TESTS, table_marks
 from analysis.summary import summary_table
-from analysis.table import (ALL_ROWS_RULES, PAPER_RULES, TableRules, heading, ordered_rows,
-                            paper_tables)
+from analysis.table import ALL_ROWS_RULES, PAPER_RULES, TableRules, heading, ordered_rows, paper_tables
 from analysis.tidy import from_mlflow, from_parquet, validate
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"   # the same default as tlr_ray.results
@@ -86,7 +85,7 @@ def write(report: Report, fmt: str, out: str | None, figure: str | None = None) 
     if figure is None and fmt == "html" and out is not None:
         figure = str(Path(out).with_name(Path(out).stem + "-summary.png"))
     if figure is not None and report.summary is not None and len(report.summary.table.columns):
-        from analysis.figures import summary_figure   # matplotlib only when a figure is made
+        from analysis.figures import summary_figure  # matplotlib only when a figure is made
         Path(figure).parent.mkdir(parents=True, exist_ok=True)
         written.append(summary_figure(report.summary.table, figure,
                                       title=f"{report.title}: average per dataset"))
@@ -147,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         order = [v.strip() for v in args.order.split(",") if v.strip()] if args.order else None
         df = load(args.results, args.tracking_uri)
         if df.empty:
-            warnings.warn(f"no evaluation results in {args.results}")
+            warnings.warn(f"no evaluation results in {args.results}", stacklevel=1)
         report = build(df, baseline=args.baseline, order=order, metric=args.metric,
                        test=args.test, alpha=args.alpha, show_std=args.show_std,
                        resamples=args.resamples, seed=args.bootstrap_seed,

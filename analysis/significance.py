@@ -170,7 +170,7 @@ class _Tester:
     def pvalue(self, row: str, baseline: str, col: str) -> tuple[float, str]:
         v, b = self._cell(row, col), self._cell(baseline, col)
         if len(v) >= 2 and len(b) >= 2:
-            p = seed_test(dict(zip(v["seed"], v["value"])), dict(zip(b["seed"], b["value"])),
+            p = seed_test(dict(zip(v["seed"], v["value"], strict=True)), dict(zip(b["seed"], b["value"], strict=True)),
                           self.test)
             return p, SEED_TESTS[self.test]
         if len(v) != 1 or len(b) != 1:

@@ -99,12 +99,12 @@ def _label(variant: str, ratio: str | None) -> str:
 
 def row_labels(df: pd.DataFrame) -> list[str]:
     """The table row label of every tidy row ("BAD-X (2:1)" for a variant with a ratio)."""
-    return [_label(v, r) for v, r in zip(df["variant"], df["ratio"])]
+    return [_label(v, r) for v, r in zip(df["variant"], df["ratio"], strict=True)]
 
 
 def ordered_rows(df: pd.DataFrame, variant_order=None) -> list[str]:
     """All row labels of `df`, in table order (see `_row_order`)."""
-    return [_label(v, r) for v, r in _row_order(set(zip(df["variant"], df["ratio"])),
+    return [_label(v, r) for v, r in _row_order(set(zip(df["variant"], df["ratio"], strict=True)),
                                                  variant_order)]
 
 
@@ -180,7 +180,7 @@ def _one_table(sel: pd.DataFrame, baseline: str, variant_order, metric: str,
                rules: TableRules = PAPER_RULES) -> pd.DataFrame:
     sel = sel.assign(row=row_labels(sel))
     rows = ordered_rows(sel, variant_order)
-    variant_of = dict(zip(sel["row"], sel["variant"]))
+    variant_of = dict(zip(sel["row"], sel["variant"], strict=True))
     langs = sorted(sel["language"].unique())
     grouped = sel.groupby(["row", "language"])
     cells, std = _means(sel, rows, langs)
@@ -286,7 +286,7 @@ def format_all(df: pd.DataFrame, baseline: str = "MAD-X", variant_order=None,
     if not tables:
         return "_No evaluation results._\n"
     parts = []
-    for (task, dataset), table in tables.items():
+    for table in tables.values():
         parts.append(f"### {heading(table)}\n")
         seeds = table.attrs["seeds"]
         if len(seeds) > 1:  # the papers report multi-seed means: make that visible

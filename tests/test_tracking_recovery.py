@@ -53,7 +53,8 @@ def mlflow_error_from(cause: BaseException):
         raise cause
     except BaseException as e:
         try:
-            raise MlflowException(f"API request to http://127.0.0.1:1/api/2.0/mlflow/runs/get failed with exception {e}")
+            url = "http://127.0.0.1:1/api/2.0/mlflow/runs/get"
+            raise MlflowException(f"API request to {url} failed with exception {e}")
         except MlflowException as wrapped:
             return wrapped
 
@@ -61,9 +62,11 @@ def mlflow_error_from(cause: BaseException):
 def test_a_server_stopped_mid_answer_counts_as_lost_and_a_refusal_does_not():
     import requests
     from mlflow.exceptions import MlflowException
-    from tlr_ray.tracking import unreachable
     from urllib3.exceptions import IncompleteRead, ProtocolError
-    broken = ProtocolError("Connection broken: IncompleteRead(0 bytes read, 4129 more expected)", IncompleteRead(0, 4129))
+
+    from tlr_ray.tracking import unreachable
+    broken = ProtocolError("Connection broken: IncompleteRead(0 bytes read, 4129 more expected)",
+                           IncompleteRead(0, 4129))
     assert unreachable(mlflow_error_from(requests.exceptions.ChunkedEncodingError(broken)))  # seen in CI
     assert unreachable(mlflow_error_from(requests.exceptions.ConnectionError("Connection refused")))
     assert not unreachable(MlflowException("RESOURCE_DOES_NOT_EXIST: Run 'x' not found"))  # an answer: raised

@@ -42,7 +42,8 @@ def cls_means(model, tokenized, task, tokenizer, device, batch_size: int = 64):
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
-            batch = task.collate([dict(zip(chunk, v)) for v in zip(*chunk.values())], tokenizer)
+            examples = [dict(zip(chunk, v, strict=True)) for v in zip(*chunk.values(), strict=True)]
+            batch = task.collate(examples, tokenizer)
             out = model.base_model(**{k: v.to(device) for k, v in batch.items() if k in cols},
                                    output_hidden_states=True)
             cls = torch.stack([h[:, 0] for h in out.hidden_states])  # layers x batch x hidden
@@ -91,7 +92,7 @@ def plot(rows, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for variant in dict.fromkeys(r["variant"] for r in rows):
         pts = [(r["layer"], r["cosine"]) for r in rows if r["variant"] == variant]
-        ax.plot(*zip(*pts), marker="o", label=variant)
+        ax.plot(*zip(*pts, strict=True), marker="o", label=variant)
     ax.set(xlabel="layer (0 = embeddings)", ylabel="cosine(source [CLS], target [CLS])", title=title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -20,6 +20,7 @@ a store) may interleave their uploads; the mix then fails verification and the j
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -244,7 +245,7 @@ def _download(fs: pafs.FileSystem, folder: str, manifest: dict, into: Path) -> s
         except FileNotFoundError:
             return f"{rel} is missing"
         with src, open(target, "wb") as dst:
-            for block in iter(lambda: src.read(1 << 20), b""):
+            for block in iter(functools.partial(src.read, 1 << 20), b""):
                 h.update(block)
                 dst.write(block)
         if h.hexdigest() != digest:

@@ -4,7 +4,8 @@ it needs have finished, within per-kind limits and the cluster's room (docs/arch
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import ray
 from ray.tune.search import Searcher

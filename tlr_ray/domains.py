@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from tlr_ray.config import SweepConfig
 from tlr_ray.typed_yaml import ConfigError, out_of_domain
-
 
 # ---- Domains: the values every knob allows, checked before planning (a table, not an if-chain) ----
 

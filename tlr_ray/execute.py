@@ -4,8 +4,8 @@
 A job whose artifact exists and verifies is not run again: that is how a sweep resumes.
 Scheduling: one Tune run per sweep (two when a hyperparameter search sits between the adapter stages);
 the `Dispatcher` (tlr_ray/dispatch.py) hands Tune a job as soon as the jobs it needs have finished,
-so a TA starts when its LAs exist, not when every LA of the sweep does, and evals follow each TA. Jobs go out in plan order
-(LAs, BAs, TAs, evals), within limits per kind and what the cluster holds (docs/architecture.md).
+so a TA starts when its LAs exist, not when every LA of the sweep does, and evals follow each TA. Jobs go out in
+plan order (LAs, BAs, TAs, evals), within limits per kind and what the cluster holds (docs/architecture.md).
 Fault tolerance: a training job checkpoints through Ray Train and resumes from its last checkpoint
 when a worker dies (Train's FailureConfig) or its trial is retried (Tune's FailureConfig).
 """
@@ -22,11 +22,11 @@ import ray
 from ray import tune
 
 from tlr_ray import artifacts
+from tlr_ray import storage as store
 from tlr_ray.config import Resources, Sweep
 from tlr_ray.dispatch import Dispatcher, concurrency, demand
 from tlr_ray.leases import Leases
 from tlr_ray.plan import Job, Plan, plan_sweep
-from tlr_ray import storage as store
 from tlr_ray.storage import join
 from tlr_ray.tracking import Tracker
 
@@ -189,7 +189,8 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
     if manifest is None:
         raise RuntimeError(f"job {job['id']} finished without an intact artifact")
     if job["kind"] not in ("eval", "corpus"):
-        store.remove(storage, *TRAIN_RUNS, train_run or job["id"])  # the artifact is published: its checkpoints are spent
+        # The artifact is published: its checkpoints are spent.
+        store.remove(storage, *TRAIN_RUNS, train_run or job["id"])
     times["time_verify_s"] = time.perf_counter() - verifying
     final = _numeric(manifest["metrics"])
     best = [v for k, v in final.items() if k.startswith("validation_")]  # a TA's selection score

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 
 from tlr_ray.config import Sweep
 from tlr_ray.fingerprint import digest, path_fingerprint, source_fingerprint
-from tlr_ray.tasks import DataSource
 from tlr_ray.sampling import ba_schedule, ma_schedule, normal_ratio
+from tlr_ray.tasks import DataSource
 from tlr_ray.variants import LA, VARIANTS, Adapter, Context
 
 # Also the stage order: each kind only needs jobs of earlier kinds (corpus jobs need nothing).

@@ -9,7 +9,7 @@ Pure Python: the planner uses it too.
 from __future__ import annotations
 
 import re
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 RATIO = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 

@@ -79,8 +79,8 @@ def estimate_for(sweep, plan) -> str:
 def run(sweep, plan, args) -> int:
     from analysis.table import format_all
     from analysis.tidy import from_mlflow
-    from tlr_ray.execute import execute
     from tlr_ray import storage as store
+    from tlr_ray.execute import execute
     from tlr_ray.tracking import Tracker, tracking_uri, unreachable
     storage = store.resolve(args.storage or sweep.config.execution.storage)
     uri = tracking_uri(args.tracking_uri or sweep.config.execution.tracking_uri)

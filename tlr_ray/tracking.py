@@ -141,7 +141,8 @@ def primary_metric(task: str | None, metrics: dict) -> str | None:
     """The name of the metric (of an eval job's raw `metrics`) that the report's tables show: the task's primary
     metric (analysis.table.PRIMARY_METRIC), or the only metric of another task; None if it has neither."""
     from analysis.table import PRIMARY_METRIC
-    names = [k for k, v in metrics.items() if k != "examples" and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    names = [k for k, v in metrics.items()
+             if k != "examples" and isinstance(v, (int, float)) and not isinstance(v, bool)]
     name = PRIMARY_METRIC.get(task or "")
     if name is None and len(names) == 1:
         name = names[0]
@@ -155,7 +156,9 @@ def view_id(dataset: str) -> str:
 def comparison_view(dataset: str, with_ratio: bool = False) -> dict:
     """The runs-page state that compares the variants on `dataset`: its eval runs, grouped by tag `variant`
     (and `ratio` when BAD-X ratios are swept), the average of `score` per group in the table and the chart."""
-    keys = [{"mode": "tag", "groupByData": "variant"}] + ([{"mode": "tag", "groupByData": "ratio"}] if with_ratio else [])
+    keys = [{"mode": "tag", "groupByData": "variant"}]
+    if with_ratio:
+        keys.append({"mode": "tag", "groupByData": "ratio"})
     return {"searchFilter": f"tags.kind = 'eval' and tags.dataset = '{dataset}'",
             "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
             "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
@@ -210,7 +213,8 @@ class Tracker:
     def end_execution(self, status: str) -> None:
         """End the execution run, and every job run it left open (a Ctrl-C: KILLED; a crash: FAILED)."""
         for run_id in sorted(self.open_runs):
-            self.fail_job(run_id, "the sweep ended before this job did", status=status if status == "KILLED" else "FAILED")
+            self.fail_job(run_id, "the sweep ended before this job did",
+                          status=status if status == "KILLED" else "FAILED")
         if self.parent_id:
             self.client.set_terminated(self.parent_id, status)
 
@@ -270,15 +274,16 @@ class Tracker:
         """Runs left RUNNING by a sweep driver that was killed (SIGKILL, OOM, a lost node) are marked FAILED,
         the execution and its unfinished job runs, so the UI does not show them as still going. Only a
         driver known dead is judged: one on this host whose process is gone."""
-        for parent in self.client.search_runs([self.experiment_id], "tags.kind = 'sweep' and attributes.status = 'RUNNING'"):
+        running = "attributes.status = 'RUNNING'"
+        for parent in self.client.search_runs([self.experiment_id], f"tags.kind = 'sweep' and {running}"):
             tags = parent.data.tags
             pid = int(tags.get("driver_pid", 0))
             # Our own pid can only be a dead driver's reused one (a restarted container): we have no run yet.
             if tags.get("driver_host") != socket.gethostname() or (pid != os.getpid() and alive(pid)):
                 continue
             why = f"the sweep driver (pid {tags.get('driver_pid')}) died"
-            for run in self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}' "
-                                               "and attributes.status = 'RUNNING'"):
+            children = f"tags.mlflow.parentRunId = '{parent.info.run_id}' and {running}"
+            for run in self.client.search_runs([self.experiment_id], children):
                 self.fail_job(run.info.run_id, why)
             self.fail_job(parent.info.run_id, why)
 

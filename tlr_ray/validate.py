@@ -10,14 +10,32 @@ import typing
 from pathlib import Path
 
 from tlr_ray import languages
-from tlr_ray.domains import (TRAIN_ARG_DOMAINS, check_args, check_knobs, check_model_fit, check_value, is_real,
-                             model_config)
-from tlr_ray.config import (BA_DEFAULTS, LA_DEFAULTS, TASK_DEFAULTS, Dataset, DatasetEntry, Sweep,
-                            SweepConfig, catalog, merge_entry, suggest, train_args)
-from tlr_ray.tasks import DataSource, implemented_tasks
-from tlr_ray.typed_yaml import ConfigError
+from tlr_ray.config import (
+    BA_DEFAULTS,
+    LA_DEFAULTS,
+    TASK_DEFAULTS,
+    Dataset,
+    DatasetEntry,
+    Sweep,
+    SweepConfig,
+    catalog,
+    merge_entry,
+    suggest,
+    train_args,
+)
+from tlr_ray.domains import (
+    TRAIN_ARG_DOMAINS,
+    check_args,
+    check_knobs,
+    check_model_fit,
+    check_value,
+    is_real,
+    model_config,
+)
 from tlr_ray.sampling import normal_ratio
 from tlr_ray.storage import check as storage_problem
+from tlr_ray.tasks import DataSource, implemented_tasks
+from tlr_ray.typed_yaml import ConfigError
 from tlr_ray.variants import VARIANTS, Context
 
 DEMO_PREFIX = "demo://"

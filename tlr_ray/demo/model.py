@@ -7,6 +7,7 @@ that its representations are not random, nothing more. Imports torch; `world.py`
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
@@ -65,7 +66,7 @@ def _wordpiece_vocab(counts: Counter[str], size: int, min_frequency: int = 2) ->
     while len(vocab) < size:
         pairs: Counter[tuple[str, str]] = Counter()
         for word, split in pieces.items():
-            for pair in zip(split, split[1:]):
+            for pair in itertools.pairwise(split):
                 pairs[pair] += counts[word]
         if not pairs:
             break
@@ -92,7 +93,7 @@ def pretrain(tokenizer: BertTokenizerFast, text_files: list[Path], out_dir: Path
     random.Random(p["seed"]).shuffle(lines)            # mix the languages within every batch
     encoded = tokenizer(lines, truncation=True, max_length=p["max_length"], return_token_type_ids=False)
     examples = [{"input_ids": ids, "attention_mask": mask}
-                for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"])]
+                for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"], strict=True)]
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, return_tensors="pt")
     threads = torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):            # seeded, without touching the caller's RNG state

@@ -74,7 +74,9 @@ def tagged(item: Item, code: str, date: str | None) -> tuple[list[str], list[str
     e = item.event
     tokens = render(e, code).split()[:-1]
     tags = ["O"] * len(tokens)
-    word = (lambda concept: concept if code == "en" else lexicon(code)[concept])
+
+    def word(concept: str) -> str:
+        return concept if code == "en" else lexicon(code)[concept]
     n = len(e.agent.split())
     tags[:n] = _span(item.subject, n)                  # the agent comes first in every language
     if e.day and date:
@@ -124,7 +126,7 @@ def _pos(token: str) -> str:
 
 def _conll_lines(tokens: list[str], tags: list[str]) -> list[str]:
     lines, previous = [], "O"
-    for token, tag in zip(tokens, tags):
+    for token, tag in zip(tokens, tags, strict=True):
         pos = _pos(token)
         chunk = _CHUNK.get(pos)
         chunk_tag = "O" if chunk is None else ("I-" if previous == chunk else "B-") + chunk
@@ -157,7 +159,7 @@ def write(folder: Path) -> dict:
         meanings = _sentences(n, f"masakhaner:{split}")   # parallel: the same meanings in every language
         for code, lang in MASAKHANER_CODES.items():
             rng = random.Random(f"{VERSION}:ner:masakhaner-joiners:{split}")
-            blocks = [[f"{t} {tag}" for t, tag in zip(*sentence(items, lang, "DATE", rng))]
+            blocks = [[f"{t} {tag}" for t, tag in zip(*sentence(items, lang, "DATE", rng), strict=True)]
                       for items in meanings]
             _write(folder / "ner" / "masakhaner" / "data" / code / f"{split}.txt", blocks)
         sizes["masakhaner"][split] = {code: n for code in MASAKHANER_CODES}

@@ -11,13 +11,13 @@ Written by `write(folder)`, which the demo world builder calls; pure Python, det
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
 from pathlib import Path
 
-from tlr_ray.demo.language import (GRAMMARS, NAMES, NOUNS, VERBS, VERSION, Event, fact_values, lexicon,
-                                   render)
+from tlr_ray.demo.language import GRAMMARS, NAMES, NOUNS, VERBS, VERSION, Event, fact_values, lexicon, render
 
 SQUAD = {"train": 1000, "dev": 150}        # English questions (train-v1.1.json, dev-v1.1.json)
 XQUAD = ("sw", "th")                       # 150 parallel questions each: xquad.<lang>.json
@@ -49,7 +49,7 @@ def make_story(rng: random.Random) -> list[Event]:
     n = rng.choice(STORY_LENGTHS)
     agents, verbs, things = rng.sample(NAMES, n), rng.sample(sorted(VERBS), n), rng.sample(NOUNS, n)
     stories = []
-    for agent, verb, thing in zip(agents, verbs, things):
+    for agent, verb, thing in zip(agents, verbs, things, strict=True):
         facts = {f: rng.choice(fact_values(f)) for f in ("adj", "place", "day", "hour") if rng.random() < 0.5}
         stories.append(Event(agent, verb, thing, **facts))
     return stories
@@ -115,6 +115,10 @@ def _id(seed: str, k: int) -> str:
     return hashlib.sha1(f"{seed}:{k}".encode()).hexdigest()[:24]    # SQuAD ids: 24 hex digits
 
 
+def _tydiqa_id(name: str, seed: str, k: int) -> str:
+    return f"{name}-{int(_id(seed, k)[:15], 16)}-0"
+
+
 def squad_doc(items, code: str, seed: str, variants: bool, ids=None) -> dict:
     data, k = [], 0
     for s, (story, asks) in enumerate(items):
@@ -147,7 +151,7 @@ def write(folder: Path) -> dict:
     articles = []
     for name, code in TYDIQA.items():
         seed = f"{VERSION}:qa:tydiqa:{name}"
-        ids = (lambda k, name=name, seed=seed: f"{name}-{int(_id(seed, k)[:15], 16)}-0")
+        ids = functools.partial(_tydiqa_id, name, seed)
         doc = squad_doc(stories_with_questions(PER_LANGUAGE, seed), code, seed, variants=True, ids=ids)
         articles += doc["data"]
         sizes["tydiqa"][code] = PER_LANGUAGE

@@ -2,7 +2,8 @@
 Hub call with one clear error. Task modules keep only what is their own (formats, columns, checks)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import datasets
 
@@ -33,7 +34,8 @@ def dispatch(source: DataSource, split: str, language: str | None,
 
 def hub_dataset(source: DataSource, split: str, lang_value: str | None) -> datasets.Dataset:
     """`datasets.load_dataset` with "{lang}" in config/data_dir replaced by `lang_value`."""
-    fill = (lambda s: s.replace("{lang}", lang_value or "") if s else s)
+    def fill(s: str | None) -> str | None:
+        return s.replace("{lang}", lang_value or "") if s else s
     kwargs = {"name": fill(source.config), "data_dir": fill(source.data_dir), "revision": source.revision}
     kwargs = {k: v for k, v in kwargs.items() if v}
     try:
@@ -80,4 +82,4 @@ def feature_batches(tokenized: datasets.Dataset, batch_size: int):
     """(start index, list of feature dicts) per batch, for evaluation loops."""
     for start in range(0, len(tokenized), batch_size):
         chunk = tokenized[start:start + batch_size]   # dict of columns -> list of values
-        yield start, [dict(zip(chunk, values)) for values in zip(*chunk.values())]
+        yield start, [dict(zip(chunk, values, strict=True)) for values in zip(*chunk.values(), strict=True)]

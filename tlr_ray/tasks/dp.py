@@ -26,10 +26,9 @@ import datasets
 import torch
 from transformers import DataCollatorWithPadding
 
-from tlr_ray.tasks.common import feature_batches
 from tlr_ray.tasks import DataError, DataSource
-from tlr_ray.tasks.ud_sources import (RELATIONS, SUBTYPES, align_words, describe, pad, read,
-                                      tokenized_dataset)
+from tlr_ray.tasks.common import feature_batches
+from tlr_ray.tasks.ud_sources import RELATIONS, SUBTYPES, align_words, describe, pad, read, tokenized_dataset
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +79,7 @@ class DpTask:
             raise DataError(f"{where}: missing column(s) {', '.join(missing)}; {expected}")
         out: dict[str, list] = {c: [] for c in COLUMNS}
         unknown_subtypes: Counter[str] = Counter()
-        for i, (tokens, heads, rels) in enumerate(zip(*(columns[c] for c in COLUMNS)), 1):
+        for i, (tokens, heads, rels) in enumerate(zip(*(columns[c] for c in COLUMNS), strict=True), 1):
             if not tokens:
                 continue
             if not len(tokens) == len(heads) == len(rels):
@@ -118,13 +117,14 @@ class DpTask:
         rows = align_words(tokenizer, list(examples["tokens"]), max_length)
         out: dict[str, list] = {}
         truncated = 0
-        for i, (row, heads, deprels) in enumerate(zip(rows, examples["head"], examples["deprel"])):
+        for i, (row, heads, deprels) in enumerate(zip(rows, examples["head"], examples["deprel"], strict=True)):
             k, rels = len(row["starts"]), [self.label_ids[r] for r in deprels]
             truncated += k < len(heads)
             feature = {key: row[key] for key in MODEL_INPUTS if key in row}
             feature.update(word_starts=row["starts"] + [row["end"]],
                            labels_arcs=[h if self._trained(h, k) else PAD for h in heads[:k]],
-                           labels_rels=[r if self._trained(h, k) else PAD for h, r in zip(heads[:k], rels)],
+                           labels_rels=[r if self._trained(h, k) else PAD
+                                        for h, r in zip(heads[:k], rels, strict=False)],
                            heads=list(heads), rels=rels, index=i)
             for key, value in feature.items():
                 out.setdefault(key, []).append(value)
@@ -194,8 +194,8 @@ def attachment_scores(gold: list[tuple[list[int], list[str]]],
                       predicted: list[tuple[list[int], list[str]]]) -> dict[str, float]:
     """UAS (head right) and LAS (head and relation right) in percent over all words of all sentences."""
     words = unlabeled = labeled = 0
-    for (gh, gr), (ph, pr) in zip(gold, predicted):
-        for a, b, c, d in zip(gh, ph, gr, pr):
+    for (gh, gr), (ph, pr) in zip(gold, predicted, strict=True):
+        for a, b, c, d in zip(gh, ph, gr, pr, strict=False):
             words += 1
             unlabeled += a == b
             labeled += a == b and c == d

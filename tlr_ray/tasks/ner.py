@@ -97,7 +97,7 @@ class NerTask:
                     first_pieces = predicted[i][labels[i] != IGNORE].tolist()   # in word order
                     gold = [self.labels[t] for t in feature["ner_tags"]]
                     tags = ["O"] * len(gold)
-                    for word, tag_id in zip(feature["words"], first_pieces):
+                    for word, tag_id in zip(feature["words"], first_pieces, strict=False):
                         tags[word] = self.labels[tag_id]
                     records.append({"index": start + i, "gold": gold, "prediction": tags})
         if not records:
@@ -113,7 +113,7 @@ class NerTask:
             raise DataError(f"{where}: missing column(s) {', '.join(missing)}; {expected}")
         if len(ds) == 0:
             raise DataError(f"{where}: the split is empty; {expected} and at least one sentence")
-        for i, (tokens, tags) in enumerate(zip(ds["tokens"], ds["ner_tags"])):
+        for i, (tokens, tags) in enumerate(zip(ds["tokens"], ds["ner_tags"], strict=True)):
             if len(tokens) != len(tags):
                 raise DataError(f"{where}: sentence {i} has {len(tokens)} tokens but {len(tags)} tags")
             bad = sorted({t for t in tags if not 0 <= t < len(self.labels)})

@@ -13,9 +13,9 @@ Tags are always normalised to IOB2 before mapping (a no-op on IOB2 data, the sta
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import datasets
 
@@ -151,7 +151,7 @@ def load_hub(source: DataSource, split: str, language: str | None, tagset: TagSe
                         "expected tokens and ner_tags")
     names = _tag_names(ds.features["ner_tags"], source.hub_id)
     tokens, tags = [], []
-    for i, (words, ids) in enumerate(zip(ds["tokens"], ds["ner_tags"])):
+    for i, (words, ids) in enumerate(zip(ds["tokens"], ds["ner_tags"], strict=True)):
         try:
             if names is not None:   # integer ids: through the source's names (strings are used as they are)
                 bad = [x for x in ids if not isinstance(x, int) or not 0 <= x < len(names)]

@@ -97,7 +97,7 @@ class NliTask:
                 labels = batch.pop("labels")
                 logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
                 predictions = logits.argmax(dim=-1).cpu()
-                for i, (label, prediction) in enumerate(zip(labels.tolist(), predictions.tolist())):
+                for i, (label, prediction) in enumerate(zip(labels.tolist(), predictions.tolist(), strict=True)):
                     records.append({"index": start + i, "label": label, "prediction": prediction,
                                     "correct": label == prediction})
         if not records:

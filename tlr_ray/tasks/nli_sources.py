@@ -78,7 +78,7 @@ def read_local(source: DataSource, split: str, language: str | None) -> dict[str
 
 
 def _columns(rows: list[tuple[str, str, int]]) -> dict[str, list]:
-    premises, hypotheses, labels = zip(*rows) if rows else ((), (), ())
+    premises, hypotheses, labels = zip(*rows, strict=True) if rows else ((), (), ())
     return {"premise": list(premises), "hypothesis": list(hypotheses), "label": list(labels)}
 
 

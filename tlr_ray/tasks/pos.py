@@ -14,8 +14,8 @@ import datasets
 import torch
 from transformers import DataCollatorWithPadding
 
-from tlr_ray.tasks.common import feature_batches
 from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.common import feature_batches
 from tlr_ray.tasks.ud_sources import UPOS, align_words, describe, pad, read, tokenized_dataset
 
 COLUMNS = ("tokens", "upos")
@@ -46,10 +46,10 @@ class PosTask:
         rows = align_words(tokenizer, list(examples["tokens"]), max_length)
         out: dict[str, list] = {}
         truncated = 0
-        for i, (row, tags) in enumerate(zip(rows, examples["upos"])):
+        for i, (row, tags) in enumerate(zip(rows, examples["upos"], strict=True)):
             truncated += len(row["starts"]) < len(tags)
             labels = [IGNORE] * len(row["input_ids"])
-            for position, tag in zip(row["starts"], tags):
+            for position, tag in zip(row["starts"], tags, strict=False):
                 labels[position] = tag
             feature = {k: row[k] for k in MODEL_INPUTS if k in row}
             feature.update(labels=labels, upos=list(tags), index=i)
@@ -83,7 +83,7 @@ class PosTask:
                     pred = [UPOS[t] for t in pred] + [None] * (len(f["upos"]) - len(pred))  # None: cut off
                     gold = [UPOS[t] for t in f["upos"]]
                     records.append({"index": f["index"], "words": len(gold), "upos": gold, "predicted_upos": pred,
-                                    "correct": sum(g == p for g, p in zip(gold, pred))})
+                                    "correct": sum(g == p for g, p in zip(gold, pred, strict=False))})
         if not records:
             raise DataError("nothing to evaluate: the tokenized split is empty")
         score = accuracy([r["upos"] for r in records], [r["predicted_upos"] for r in records])
@@ -92,7 +92,7 @@ class PosTask:
 
 def accuracy(gold: list[list], predicted: list[list]) -> float:
     """Percent of words tagged right, over all words of all sentences."""
-    pairs = [(g, p) for gs, ps in zip(gold, predicted) for g, p in zip(gs, ps)]
+    pairs = [(g, p) for gs, ps in zip(gold, predicted, strict=True) for g, p in zip(gs, ps, strict=False)]
     if not pairs:
         raise DataError("no words to score")
     return 100.0 * sum(g == p for g, p in pairs) / len(pairs)
@@ -105,7 +105,7 @@ def _checked(columns: dict[str, list], where: str) -> dict[str, list]:
     if missing:
         raise DataError(f"{where}: missing column(s) {', '.join(missing)}; {expected}")
     out: dict[str, list] = {"tokens": [], "upos": []}
-    for i, (tokens, tags) in enumerate(zip(columns["tokens"], columns["upos"]), 1):
+    for i, (tokens, tags) in enumerate(zip(columns["tokens"], columns["upos"], strict=True), 1):
         if not tokens:
             continue
         if len(tokens) != len(tags):

@@ -62,14 +62,14 @@ class QaTask:
 
         def encode(batch: dict, indices: list[int]) -> dict:
             questions = [_clip(q.lstrip(), max_question, tokenizer) if full[i] > max_question else q.lstrip()
-                         for q, i in zip(batch["question"], indices)]
+                         for q, i in zip(batch["question"], indices, strict=True)]
             enc = tokenizer(questions, batch["context"], truncation="only_second", max_length=max_length,
                             stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
             samples, offsets = enc.pop("overflow_to_sample_mapping"), enc.pop("offset_mapping")
             extra = {k: [] for k in ("offset_mapping", "example_index", "example_id", "context", "answers",
                                      *LABELS)}
-            for i, (j, window) in enumerate(zip(samples, offsets)):
-                masked = [tuple(o) if s == 1 else None for o, s in zip(window, enc.sequence_ids(i))]
+            for i, (j, window) in enumerate(zip(samples, offsets, strict=True)):
+                masked = [tuple(o) if s == 1 else None for o, s in zip(window, enc.sequence_ids(i), strict=True)]
                 cls = enc["input_ids"][i].index(cls_id) if cls_id in enc["input_ids"][i] else 0
                 start, end = _positions(masked, batch["answers"][j], cls)
                 for key, value in (("offset_mapping", masked), ("example_index", indices[j]),
@@ -98,11 +98,11 @@ class QaTask:
         raw: dict[int, tuple[str, str, list[str]]] = {}
         model.eval()
         with torch.no_grad():
-            for start, features in feature_batches(tokenized, batch_size):
+            for _, features in feature_batches(tokenized, batch_size):
                 batch = {k: v for k, v in self.collate(features, tokenizer).items() if k not in LABELS}
                 out = model(**{k: v.to(device) for k, v in batch.items()})
                 starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
-                for f, s, e in zip(features, starts, ends):
+                for f, s, e in zip(features, starts, ends, strict=True):
                     n = len(f["input_ids"])
                     windows[f["example_index"]].append(Window(s[:n], e[:n], f["offset_mapping"]))
                     raw.setdefault(f["example_index"], (f["example_id"], f["context"], f["answers"]["text"]))
@@ -160,11 +160,11 @@ def _checked(ds: datasets.Dataset, where: str) -> datasets.Dataset:
                 "offsets]} with at least one answer per question, each at its answer_start in the context")
     ds = require_columns(ds, COLUMNS, where, expected)
     bad = []
-    for example_id, context, answers in zip(ds["id"], ds["context"], ds["answers"]):
+    for example_id, context, answers in zip(ds["id"], ds["context"], ds["answers"], strict=True):
         texts, starts = answers.get("text") or [], answers.get("answer_start") or []
         if not texts or len(texts) != len(starts):
             bad.append(f"{example_id}: {len(texts)} answer text(s) and {len(starts)} answer_start(s)")
-        for text, start in zip(texts, starts):
+        for text, start in zip(texts, starts, strict=False):
             if context[start:start + len(text)] != text:
                 found = context[start:start + len(text)]
                 bad.append(f"{example_id}: answer {text!r} at answer_start {start}, but the context has {found!r}")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import collections
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -1,9 +1,10 @@
 """What a recipe needs from whoever runs it (a Ray Train worker, a Tune trial, or a test)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported by the recipes that use it; a corpus job never needs it
     import torch

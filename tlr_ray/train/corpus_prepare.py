@@ -24,8 +24,8 @@ import multiprocessing as mp
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -170,7 +170,7 @@ def _ids(lines: list[str]) -> np.ndarray:
     lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
     out = np.empty(int(lengths.sum()), dtype=DTYPE)
     pos = 0
-    for e, n in zip(encodings, lengths):
+    for e, n in zip(encodings, lengths, strict=True):
         out[pos:pos + n] = e.ids
         pos += n
     return out
@@ -178,8 +178,9 @@ def _ids(lines: list[str]) -> np.ndarray:
 
 def _tokenize_chunk(args: tuple[list[str], np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
     lines, held = args
-    return (_ids([ln for ln, h in zip(lines, held) if not h]), _ids([ln for ln, h in zip(lines, held) if h]),
-            int(held.sum()))
+    train = [ln for ln, h in zip(lines, held, strict=True) if not h]
+    heldout = [ln for ln, h in zip(lines, held, strict=True) if h]
+    return _ids(train), _ids(heldout), int(held.sum())
 
 
 def backend_json(tokenizer) -> str:
@@ -210,7 +211,7 @@ def prepare(chunks: Iterator[list[str]], tokenizer, out: Path, *, block_size: in
 
     def write(result) -> None:
         nonlocal held_lines
-        for name, ids in zip((TRAIN, HELDOUT), result[:2]):
+        for name, ids in zip((TRAIN, HELDOUT), result[:2], strict=True):
             files[name].write(ids.tobytes())
             tokens[name] += len(ids)
         held_lines += result[2]

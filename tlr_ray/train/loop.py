@@ -13,8 +13,8 @@ import contextlib
 import math
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -87,9 +87,10 @@ def run_loop(
     `live(progress)`: where rank 0 sends {step, total, loss, rate} at most every few seconds (the
     driver's live display, tlr_ray/progress.py).
     `checkpoints`: save the whole training state every `checkpoints.every` steps (rounded up to a
-    multiple of `eval_every`; default: at each evaluation) and, when a saved state exists, continue from it. The result is then the same as an
-    uninterrupted run's on one worker: the batches before the checkpoint are drawn again and skipped
-    (cheap next to training on them), and the random state is restored after skipping.
+    multiple of `eval_every`; default: at each evaluation) and, when a saved state exists, continue from it.
+    The result is then the same as an uninterrupted run's on one worker: the batches before the checkpoint
+    are drawn again and skipped (cheap next to training on them), and the random state is restored after
+    skipping.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -183,7 +184,7 @@ def run_loop(
             checkpoints.save(state, metrics)
         elif metrics is not None:
             report(metrics)
-        progress(step + 1, lambda: float(running / n_running) if n_running else last_loss)
+        progress(step + 1, lambda r=running, n=n_running, last=last_loss: float(r / n) if n else last)
         if result.stopped_early:
             result.steps = step + 1
             break

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import os
 
+import adapters
 import torch
 from adapters import AutoAdapterModel, SeqBnConfig, SeqBnInvConfig
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
-
-import adapters
 
 
 def _offline_kwargs(revision: str | None) -> dict:

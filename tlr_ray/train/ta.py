@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
 from adapters.composition import Stack
 from torch.utils.data import DataLoader
 from transformers import set_seed
 
-import torch
 from tlr_ray.config import TrainArgs
 from tlr_ray.tasks import DataSource, get_task
 from tlr_ray.train.context import JobContext, adapter_name
