@@ -1,4 +1,4 @@
-"""BAD-X and the other issue-4 variants: batch alternation, MA order, cycles, ratios, the BA recipe."""
+"""BAD-X and the variants that came with it: batch alternation, MA order, cycles, ratios, the BA recipe."""
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,4 @@
-"""The Dispatcher (tlr_ray/execute.py) hands Tune a job as soon as the jobs it needs have finished:
+"""The Dispatcher (tlr_ray/dispatch.py) hands Tune a job as soon as the jobs it needs have finished:
 a TA starts once its own LAs exist, while other LAs still train. No Ray needed: Tune only calls these."""
 from __future__ import annotations
 

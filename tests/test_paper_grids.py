@@ -7,6 +7,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tlr_ray.config import catalog, load_sweep
 from tlr_ray.languages import canonical
 from tlr_ray.plan import plan_sweep
@@ -66,3 +68,23 @@ def test_full_dry_run_is_instant_and_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert float(out.rsplit("SECONDS", 1)[1]) < 2.0
     assert "Compute estimate on rtx3090" in out and re.search(r"la\s+35", out)
+
+
+SWEEPS = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
+
+
+def test_every_sweep_file_is_found():
+    assert {"demo.yaml", "full.yaml", "demo_all_tasks.yaml"} <= {p.name for p in SWEEPS}
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_every_sweep_file_loads_and_plans(path):
+    """A sweep file we ship that no longer loads (a renamed key, a dropped variant) fails here, not on a user."""
+    plan = plan_sweep(load_sweep(path))
+    kinds = Counter(j.kind for j in plan.jobs)
+    assert kinds["eval"] > 0 and kinds["ta"] + kinds["search"] > 0, kinds
+    assert len({j.id for j in plan.jobs}) == len(plan.jobs)  # content-hashed ids: no two jobs alike
+    planned = set()
+    for job in plan.jobs:  # dependency order: what a job needs is planned before it
+        assert set(job.needs) <= planned, job.id
+        planned.add(job.id)

@@ -6,7 +6,7 @@ import os
 import adapters
 import torch
 from adapters import AutoAdapterModel, SeqBnConfig, SeqBnInvConfig
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 
 def _offline_kwargs(revision: str | None) -> dict:
@@ -15,10 +15,6 @@ def _offline_kwargs(revision: str | None) -> dict:
 
 def load_tokenizer(model: str, revision: str | None = None):
     return AutoTokenizer.from_pretrained(model, **_offline_kwargs(revision))
-
-
-def num_layers(model: str, revision: str | None = None) -> int:
-    return AutoConfig.from_pretrained(model, **_offline_kwargs(revision)).num_hidden_layers
 
 
 def bottleneck_config(reduction_factor: int, invertible: bool, leave_out_last: bool, layers: int):
