@@ -165,3 +165,22 @@ def test_a_gap_in_the_checks_is_still_an_error_line_not_a_traceback(write_sweep,
                                           for line in err.splitlines()), err
     with pytest.raises(StopIteration):
         cli.main([path, "--dry-run", "--verbose"])
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "is empty"),
+    (b"\n  \n", "is empty"),
+    # deep in the file, past any cheap look at its start: task files are read whole at load time
+    (b"".join(b'{"gold_label": "neutral"}\n' for _ in range(5000)) + "caf\u00e9\n".encode("latin-1"),
+     "is not UTF-8 text: line 5001 has the byte b'\\xe9'"),
+])
+def test_an_empty_or_non_utf8_task_file_is_an_error_before_anything_runs(content, expected, write_sweep, tmp_path):
+    sweep_file = write_sweep()
+    bad = tmp_path / "data" / "multinli" / "multinli_1.0_train.jsonl"
+    bad.write_bytes(content)
+    (tmp_path / "data" / "multinli" / ".DS_Store").write_bytes(b"\xff\x00")  # hidden: not data, not checked
+    out = subprocess.run([sys.executable, "-m", "tlr_ray.sweep", str(sweep_file), "--dry-run"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stdout + out.stderr, out.stderr
+    [line] = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
+    assert "datasets.demo_multinli.local.path" in line and str(bad) in line and expected in line, line

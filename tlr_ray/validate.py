@@ -191,6 +191,8 @@ def _source(name: str, entry: DatasetEntry, file: str, where: str) -> DataSource
         if not path.exists():
             raise ConfigError(file, f"{where}.local.path", f"{path} does not exist: dataset {name!r} "
                               f"needs its {entry.local.format} files there (see DATASETS.md for the layout)")
+        if problem := _dataset_file_problem(path):
+            raise ConfigError(file, f"{where}.local.path", f"dataset {name!r}: {problem}")
         return DataSource(name, local_path=str(path), local_format=entry.local.format, splits=entry.splits)
     if entry.hub is not None:
         h = entry.hub
@@ -309,20 +311,47 @@ def _corpora(cfg: SweepConfig, src: str, all_targets, pretrained: dict, file: st
     return corpora, problems
 
 
-def _text_problem(path: Path, head: int = 1 << 16) -> str | None:
-    """A cheap look at a corpus file before anything starts: empty, or not UTF-8 at its start. The corpus
-    job checks every byte while it prepares the file (before any GPU job starts)."""
+def _text_problem(path: Path, head: int | None = 1 << 16) -> str | None:
+    """Empty, or not UTF-8 (at its start; all of it with `head=None`), said with the line to fix. A corpus
+    file gets the cheap look here: the corpus job checks every byte while it prepares the file, before
+    any GPU job starts. Task files are read whole: they are small, and a TA job would meet them on a GPU."""
+    import codecs
+    decoder, lines, text_seen = codecs.getincrementaldecoder("utf-8")(), 1, False
     with open(path, "rb") as f:
-        data = f.read(head)
-    if not data.strip():
-        return "is empty: give one sentence or document per line"
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        if e.start < len(data) - 4:  # not just a character cut at the end of what we read
-            line = data[:e.start].count(b"\n") + 1
-            return (f"is not UTF-8 text: line {line} has the byte {data[e.start:e.start + 1]!r}; convert it, e.g. "
-                    "with `iconv -f LATIN1 -t UTF-8`")
+        while chunk := f.read(head or 1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                if head is None or e.start < len(chunk) - 4:  # else: a character cut where we stopped reading
+                    line = lines + chunk[:e.start].count(b"\n")
+                    return (f"is not UTF-8 text: line {line} has the byte {chunk[e.start:e.start + 1]!r}; convert "
+                            "it, e.g. with `iconv -f LATIN1 -t UTF-8`")
+            text_seen = text_seen or bool(chunk.strip())
+            lines += chunk.count(b"\n")
+            if head is not None:
+                break
+    if head is None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return f"is not UTF-8 text: it ends inside a character (line {lines}); is the file cut short?"
+    return None if text_seen else "is empty: give one sentence or document per line"
+
+
+# Files of a local dataset that are not text (read by their own libraries, which say what is wrong).
+BINARY_SUFFIXES = {".parquet", ".arrow", ".gz", ".bz2", ".xz", ".zip", ".zst", ".tar", ".pkl", ".npy"}
+
+
+def _dataset_file_problem(path: Path) -> str | None:
+    """The first text file of a local dataset (the file, or a folder's files) that is empty or not UTF-8."""
+    def shown(p: Path) -> bool:  # hidden files (.DS_Store, .git/) are not data
+        return p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    files = [path] if path.is_file() else sorted(filter(shown, path.rglob("*")))
+    for f in files:
+        if f.suffix.lower() in BINARY_SUFFIXES:
+            continue
+        if problem := _text_problem(f, head=None):
+            return f"{f} {problem.replace('give one sentence or document per line', 'remove it or fill it')}"
     return None
 
 
