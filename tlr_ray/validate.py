@@ -4,6 +4,7 @@ Everything here runs before Ray starts, so a typo costs seconds, not GPU hours.
 """
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import typing
@@ -342,6 +343,7 @@ def _text_problem(path: Path, head: int | None = 1 << 16) -> str | None:
 BINARY_SUFFIXES = {".parquet", ".arrow", ".gz", ".bz2", ".xz", ".zip", ".zst", ".tar", ".pkl", ".npy"}
 
 
+@functools.cache  # once per process: a dataset is named by several tasks and roles
 def _dataset_file_problem(path: Path) -> str | None:
     """The first text file of a local dataset (the file, or a folder's files) that is empty or not UTF-8."""
     def shown(p: Path) -> bool:  # hidden files (.DS_Store, .git/) are not data
