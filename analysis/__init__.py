@@ -6,7 +6,8 @@ Reports (significance marks, summary, figure, LaTeX/CSV/HTML): `python -m analys
 docs/report.md. Those modules (report, render, document, significance, predictions, summary,
 figures) are not imported here, so `import analysis` stays free of scipy and matplotlib.
 """
-from analysis.table import PRIMARY_METRIC, format_all, paper_tables, render_markdown
+from analysis.render import format_all, render_markdown
+from analysis.table import PRIMARY_METRIC, paper_tables
 from analysis.tidy import TIDY_COLUMNS, from_mlflow, from_parquet, to_parquet, validate
 
 __all__ = [

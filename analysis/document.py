@@ -50,7 +50,7 @@ def markdown(report: Report) -> str:
     for s in _all(report):
         out.append(f"### {s.title}\n")
         out += [esc(n) + "\n" for n in s.notes]
-        out.append(render.markdown_table(s.table, s.marks, report.show_std))
+        out.append(render.render_markdown(s.table, s.marks, report.show_std))
         out += [esc(n) + "\n" for n in s.footnotes]
     if report.figure:
         out.append(f"![Average per dataset and variant]({report.figure})\n")

@@ -1,4 +1,5 @@
-"""One paper table in four formats: markdown, LaTeX, CSV and HTML.
+"""One paper table in four formats: markdown, LaTeX, CSV and HTML (and `format_all`: every table of a
+sweep in markdown under its heading, as a sweep prints them).
 
 Every format is printed from the same grid of cells (text, bold, significance star), so the formats
 cannot disagree on a number, a bold cell or a mark; only the markup differs:
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.table import MISSING, bold_cells, value_columns
+from analysis.table import MISSING, PAPER_RULES, TableRules, bold_cells, heading, paper_tables, value_columns
 
 
 @dataclass
@@ -82,7 +83,9 @@ def grid(table: pd.DataFrame, marks=None,
     return header, rows
 
 
-def markdown_table(table: pd.DataFrame, marks=None, show_std: bool = False) -> str:
+def render_markdown(table: pd.DataFrame, marks=None, show_std: bool = False) -> str:
+    """A markdown table: two decimals, bold as `bold_cells` says (all tied bold), '–' if missing;
+    `marks`: significance stars (analysis.significance); `show_std`: `mean ± std` cells."""
     header, rows = grid(table, marks, show_std)
 
     def md(c: Cell) -> str:
@@ -141,5 +144,22 @@ def html_table(table: pd.DataFrame, marks=None, show_std: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Cell", "grid", "markdown_table", "latex_table", "latex_escape", "csv_rows",
+
+def format_all(df: pd.DataFrame, baseline: str = "MAD-X", variant_order=None,
+               metric: str | None = None, rules: TableRules = PAPER_RULES) -> str:
+    """Every dataset's table under a heading "### task / dataset (metric)"."""
+    tables = paper_tables(df, baseline=baseline, variant_order=variant_order, metric=metric,
+                          rules=rules)
+    if not tables:
+        return "_No evaluation results._\n"
+    parts = []
+    for table in tables.values():
+        parts.append(f"### {heading(table)}\n")
+        seeds = table.attrs["seeds"]
+        if len(seeds) > 1:  # the papers report multi-seed means: make that visible
+            parts.append(f"Mean over seeds {', '.join(map(str, seeds))}.\n")
+        parts.append(render_markdown(table))
+    return "\n".join(parts)
+
+__all__ = ["Cell", "grid", "render_markdown", "format_all", "latex_table", "latex_escape", "csv_rows",
            "html_table", "value_columns"]

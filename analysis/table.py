@@ -263,33 +263,9 @@ def paper_tables(df: pd.DataFrame, baseline: str = "MAD-X", variant_order=None,
     return tables
 
 
-def render_markdown(table: pd.DataFrame, marks=None, show_std: bool = False) -> str:
-    """A markdown table: two decimals, bold as `bold_cells` says (all tied bold), '–' if missing.
-    `marks` (significance, see analysis.significance) and `show_std` as in analysis.render."""
-    from analysis.render import markdown_table  # render builds on this module's rules
-    return markdown_table(table, marks=marks, show_std=show_std)
-
-
 def heading(table: pd.DataFrame) -> str:
     """"nli / americas_nli (accuracy)", or "qa / xquad (f1/exact_match)" for F1/EM cells."""
     metric = table.attrs["metric"]
     if "secondary" in table.attrs:
         metric += "/" + table.attrs["secondary"]["metric"]
     return f"{table.attrs['task']} / {table.attrs['dataset']} ({metric})"
-
-
-def format_all(df: pd.DataFrame, baseline: str = "MAD-X", variant_order=None,
-               metric: str | None = None, rules: TableRules = PAPER_RULES) -> str:
-    """Every dataset's table under a heading "### task / dataset (metric)"."""
-    tables = paper_tables(df, baseline=baseline, variant_order=variant_order, metric=metric,
-                          rules=rules)
-    if not tables:
-        return "_No evaluation results._\n"
-    parts = []
-    for table in tables.values():
-        parts.append(f"### {heading(table)}\n")
-        seeds = table.attrs["seeds"]
-        if len(seeds) > 1:  # the papers report multi-seed means: make that visible
-            parts.append(f"Mean over seeds {', '.join(map(str, seeds))}.\n")
-        parts.append(render_markdown(table))
-    return "\n".join(parts)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.table import format_all, paper_tables, render_markdown
+from analysis.render import format_all, render_markdown
+from analysis.table import paper_tables
 from analysis.tidy import TIDY_COLUMNS, from_parquet, to_parquet, validate
 
 REPO = Path(__file__).resolve().parents[1]

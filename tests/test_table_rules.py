@@ -9,9 +9,10 @@ import pytest
 from test_analysis_report import DF, csv_tables, html_tables, latex_tables, md_tables, unbold
 
 from analysis.document import render_document
+from analysis.render import render_markdown
 from analysis.report import build, main
 from analysis.significance import table_marks
-from analysis.table import paper_tables, render_markdown
+from analysis.table import paper_tables
 from analysis.tidy import TIDY_COLUMNS, to_parquet, validate
 
 # Three seeds; per language the seed scores are mean - d, mean, mean + d. Means (avg, Better):

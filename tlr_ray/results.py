@@ -67,7 +67,7 @@ def _export(args) -> int:
 
 
 def _table(args) -> int:
-    from analysis.table import format_all
+    from analysis.render import format_all
     from analysis.tidy import from_mlflow, from_parquet
 
     if args.parquet is not None:

@@ -77,7 +77,7 @@ def estimate_for(sweep, plan) -> str:
 
 
 def run(sweep, plan, args) -> int:
-    from analysis.table import format_all
+    from analysis.render import format_all
     from analysis.tidy import from_mlflow
     from tlr_ray import storage as store
     from tlr_ray.execute import execute
