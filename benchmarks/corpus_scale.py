@@ -88,8 +88,8 @@ print(json.dumps({k: v for k, v in run_job(job, storage, JobContext(progress=Fal
 
 def jobs_for(text: Path):
     """The corpus and LA jobs a sweep plans for this file as the en corpus (the demo model)."""
-    from tlr_ray.config import load_sweep
     from tlr_ray.plan import plan_sweep
+    from tlr_ray.validate import load_sweep
     sweep = load_sweep(ROOT / "sweeps" / "demo.yaml", {
         "variants": ["MAD-X"], "tasks": {"nli": {"train": "demo_multinli", "eval": ["demo_xnli"]}},
         "language_adapters": {"corpora": {"en": str(text), "sw": "demo://text/sw.txt", "th": "demo://text/th.txt"},

@@ -287,7 +287,7 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="bf16", help=argparse.SUPPRESS)
     p.add_argument("--attention", default="sdpa", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    from tlr_ray.execute import quiet_libraries
+    from tlr_ray.trial import quiet_libraries
     quiet_libraries()
     cuda = torch.cuda.is_available()
     if not cuda and not a.toy:

@@ -15,9 +15,9 @@ from adapters.composition import Stack
 
 from benchmarks.train_throughput import build, resolve_model
 from tlr_ray.config import TrainArgs
-from tlr_ray.execute import quiet_libraries
 from tlr_ray.train.loop import run_loop
 from tlr_ray.train.models import bottleneck_config, freeze_all_but, load_tokenizer, mlm_model
+from tlr_ray.trial import quiet_libraries
 
 
 def timed(model, batch: dict, steps: int, device) -> float:

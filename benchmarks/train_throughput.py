@@ -23,10 +23,10 @@ from adapters.composition import Stack
 from transformers import TrainingArguments
 
 from tlr_ray.config import TrainArgs
-from tlr_ray.execute import quiet_libraries
 from tlr_ray.tasks import DataSource, get_task
 from tlr_ray.train.loop import endless, run_loop
 from tlr_ray.train.models import bottleneck_config, freeze_all_but, load_tokenizer, task_model
+from tlr_ray.trial import quiet_libraries
 
 
 def resolve_model(name: str) -> str:

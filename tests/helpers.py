@@ -59,10 +59,10 @@ def run_tiny_sweep(storage, tasks: dict, languages, variants=("MAD-X",), overrid
     from dataclasses import asdict
 
     from tlr_ray.artifacts import verify
-    from tlr_ray.config import load_sweep
     from tlr_ray.plan import plan_sweep
     from tlr_ray.runner import run_job
     from tlr_ray.train.context import JobContext
+    from tlr_ray.validate import load_sweep
     tasks = {k: {**v, "train_args": {**TINY_ARGS, "max_eval_examples": 20, **v.get("train_args", {})}}
              for k, v in tasks.items()}
     sweep = load_sweep("sweeps/demo.yaml", {

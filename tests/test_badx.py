@@ -7,12 +7,12 @@ from dataclasses import asdict
 import pytest
 from helpers import run_corpora
 
-from tlr_ray.config import load_sweep
 from tlr_ray.plan import plan_sweep
 from tlr_ray.runner import run_job
 from tlr_ray.sampling import ba_schedule, interleave, ma_schedule, parse_ratio
 from tlr_ray.train.context import JobContext
 from tlr_ray.typed_yaml import ConfigError
+from tlr_ray.validate import load_sweep
 
 
 def labelled(name):

@@ -139,10 +139,10 @@ def test_recipes_report_their_phase_times(demo_world, tmp_path):
     """LA and TA metrics carry time_model_s, time_data_s, time_eval_s, time_save_s (manifest and MLflow);
     an eval job nests them under "timings" (its numbers stay its scores); run_job adds its own phases."""
     from tlr_ray.artifacts import verify
-    from tlr_ray.config import load_sweep
     from tlr_ray.plan import plan_sweep
     from tlr_ray.runner import run_job, timings
     from tlr_ray.train.context import JobContext
+    from tlr_ray.validate import load_sweep
     sweep = load_sweep(str(ROOT / "sweeps" / "demo.yaml"), {
         "variants": ["MAD-X"],
         "tasks": {"nli": {"train": "demo_multinli", "eval": ["demo_xnli"],

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tlr_ray.config import load_sweep
 from tlr_ray.typed_yaml import ConfigError
+from tlr_ray.validate import load_sweep
 
 
 def error(path, **kw) -> str:

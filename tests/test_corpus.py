@@ -14,7 +14,6 @@ from helpers import run_corpora
 from transformers import AutoTokenizer
 
 from tlr_ray import artifacts
-from tlr_ray.config import load_sweep
 from tlr_ray.corpus import main as corpus_cli
 from tlr_ray.plan import plan_sweep
 from tlr_ray.runner import run_job
@@ -23,6 +22,7 @@ from tlr_ray.train import corpus_prepare as cp
 from tlr_ray.train.context import JobContext
 from tlr_ray.train.mlm_data import MLMData
 from tlr_ray.typed_yaml import ConfigError
+from tlr_ray.validate import load_sweep
 
 
 @pytest.fixture(scope="module")

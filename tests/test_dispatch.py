@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ray.tune.search import Searcher
 
-from tlr_ray.config import load_sweep
 from tlr_ray.dispatch import Dispatcher
-from tlr_ray.execute import Summary
 from tlr_ray.plan import plan_sweep
+from tlr_ray.trial import Summary
+from tlr_ray.validate import load_sweep
 
 
 def plan(write_sweep):

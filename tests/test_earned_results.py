@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 
-from tlr_ray.config import TrainArgs, load_sweep
+from tlr_ray.config import TrainArgs
 from tlr_ray.plan import plan_sweep
 from tlr_ray.tracking import Tracker
 from tlr_ray.train.loop import run_loop
+from tlr_ray.validate import load_sweep
 
 CPU = torch.device("cpu")
 

@@ -227,8 +227,8 @@ def test_alignment_loads_las_with_the_tas_switch(tmp_path, monkeypatch, flag):
 def test_la_ids_do_not_depend_on_the_leave_out_switch(write_sweep):
     """One LA artifact serves both MAD-X 2.0 settings: the switch acts where LAs are loaded, so only the
     TAs (and their evals) change with it."""
-    from tlr_ray.config import load_sweep
     from tlr_ray.plan import plan_sweep
+    from tlr_ray.validate import load_sweep
     on = plan_sweep(load_sweep(write_sweep(leave_out_last_layer=True)))
     off = plan_sweep(load_sweep(write_sweep(leave_out_last_layer=False)))
     assert {j.id for j in on.of_kind("la")} == {j.id for j in off.of_kind("la")}

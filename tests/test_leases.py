@@ -11,9 +11,9 @@ import time
 import pytest
 
 from tlr_ray.dispatch import Dispatcher
-from tlr_ray.execute import Summary
 from tlr_ray.leases import Leases
 from tlr_ray.plan import Job
+from tlr_ray.trial import Summary
 
 
 @pytest.fixture(autouse=True)

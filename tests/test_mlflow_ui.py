@@ -11,7 +11,6 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from analysis.tidy import from_mlflow
-from tlr_ray.config import load_sweep
 from tlr_ray.plan import plan_sweep
 from tlr_ray.tracking import (
     NOTE_TAG,
@@ -21,6 +20,7 @@ from tlr_ray.tracking import (
     final_metrics,
     view_id,
 )
+from tlr_ray.validate import load_sweep
 
 BUNDLE = Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js"
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tlr_ray.config import catalog, load_sweep
+from tlr_ray.config import catalog
 from tlr_ray.languages import canonical
 from tlr_ray.plan import plan_sweep
+from tlr_ray.validate import load_sweep
 
 METHOD = Path(__file__).resolve().parents[2] / "shared" / "METHOD.md"  # ../shared beside the checkout
 # METHOD.md's dataset names -> our catalog names

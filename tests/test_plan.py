@@ -9,8 +9,8 @@ from pathlib import Path
 
 import jsonschema
 
-from tlr_ray.config import load_sweep
 from tlr_ray.plan import plan_sweep
+from tlr_ray.validate import load_sweep
 
 SCHEMA = json.loads(re.findall(r"```json\n(.*?)```", Path("docs/plan-json.md").read_text(), re.S)[1])
 

@@ -9,12 +9,12 @@ from adapters import AutoAdapterModel
 from adapters.composition import Stack
 from helpers import run_corpora
 
-from tlr_ray.config import load_sweep
 from tlr_ray.plan import plan_sweep
 from tlr_ray.runner import run_job
 from tlr_ray.train import models
 from tlr_ray.train.context import JobContext, adapter_name
 from tlr_ray.train.ta import cycle_position
+from tlr_ray.validate import load_sweep
 
 TINY = {"max_steps": 6, "eval_every": 3, "batch_size": 8, "max_seq_length": 32}
 

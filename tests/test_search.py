@@ -12,8 +12,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tlr_ray.config import load_sweep
 from tlr_ray.typed_yaml import ConfigError
+from tlr_ray.validate import load_sweep
 
 TINY = {"max_steps": 6, "eval_every": 3, "batch_size": 16, "max_seq_length": 32, "max_eval_examples": 30}
 

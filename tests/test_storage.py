@@ -14,8 +14,8 @@ from pyarrow._fs import _MockFileSystem
 
 from tlr_ray import artifacts
 from tlr_ray import storage as store
-from tlr_ray.config import load_sweep
 from tlr_ray.typed_yaml import ConfigError
+from tlr_ray.validate import load_sweep
 
 JOB = {"id": "ta-0123abcd", "kind": "ta", "spec": {"lr": 1e-4}, "inputs": {"train": "demo"}}
 WEIGHTS = bytes(range(256)) * 64

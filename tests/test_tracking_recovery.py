@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 
-from tlr_ray.config import load_sweep
 from tlr_ray.plan import plan_sweep
 from tlr_ray.tracking import Tracker
+from tlr_ray.validate import load_sweep
 
 
 def dead_pid() -> int:

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from tlr_ray import artifacts
-from tlr_ray.config import load_sweep
 from tlr_ray.plan import plan_sweep
 from tlr_ray.storage import resolve
+from tlr_ray.validate import load_sweep
 
 
 def find_jobs(plan, variant: str, dataset: str, target: str):
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     p.add_argument("--storage", help="artifact root, folder or URI (default: the sweep's execution.storage)")
     p.add_argument("--out", default="alignment", help="folder for alignment.csv and alignment.png")
     a = p.parse_args(argv)
-    from tlr_ray.execute import quiet_libraries
+    from tlr_ray.trial import quiet_libraries
     quiet_libraries()
     sweep = load_sweep(a.sweep)
     plan = plan_sweep(sweep)

@@ -299,15 +299,6 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-def load_sweep(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Sweep:
-    """Read and check a sweep file. `overrides` are merged over the YAML's top level (tests, CLI)."""
-    file = str(path)
-    raw = {**read_yaml(path), **(overrides or {})}
-    cfg: SweepConfig = build(SweepConfig, raw, file)
-    from tlr_ray.validate import check_sweep  # semantic checks live beside, to keep this file small
-    return check_sweep(cfg, file)
-
-
 @functools.cache
 def catalog() -> dict[str, DatasetEntry]:
     """Every tlr_ray/catalog/<task>.yaml, merged; a dataset name may appear in one file only."""

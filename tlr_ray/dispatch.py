@@ -14,7 +14,7 @@ from tlr_ray.config import Resources
 from tlr_ray.plan import Job
 
 if TYPE_CHECKING:
-    from tlr_ray.execute import Summary
+    from tlr_ray.trial import Summary
 
 
 def demand(res: Resources, kind: str) -> dict[str, float]:

@@ -53,7 +53,7 @@ def param_space(sweep: Sweep) -> dict:
 
 
 def search_trial(config: dict, sweep: Sweep, storage: str, precision: str, resources: dict) -> None:
-    from tlr_ray.execute import job_trial
+    from tlr_ray.trial import job_trial
     job = searched_ta(with_args(sweep, sweep.config.search.task, config))
     ex = sweep.config.execution
     # Two trials may sample the same arguments (a `choice`), hence the same job, at once: each keeps its
@@ -70,7 +70,7 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
     from ray.tune.search.optuna import OptunaSearch
 
     from tlr_ray.dispatch import concurrency
-    from tlr_ray.execute import DRIVER_RESOURCES, TrackingCallback
+    from tlr_ray.trial import DRIVER_RESOURCES, TrackingCallback
     search = sweep.config.search
     cached = cache_file(sweep, storage)
     if cached.is_file():

@@ -12,11 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-from tlr_ray.config import load_sweep
 from tlr_ray.plan import describe, plan_sweep
 from tlr_ray.storage import check as storage_problem
 from tlr_ray.tasks import DataError
 from tlr_ray.typed_yaml import ConfigError
+from tlr_ray.validate import load_sweep
 
 
 def parse_args(argv=None) -> argparse.Namespace:

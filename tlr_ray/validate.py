@@ -5,10 +5,12 @@ Everything here runs before Ray starts, so a typo costs seconds, not GPU hours.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 import typing
 from pathlib import Path
+from typing import Any
 
 from tlr_ray import languages
 from tlr_ray.config import (
@@ -21,6 +23,7 @@ from tlr_ray.config import (
     SweepConfig,
     catalog,
     merge_entry,
+    read_yaml,
     suggest,
     train_args,
 )
@@ -36,7 +39,7 @@ from tlr_ray.domains import (
 from tlr_ray.sampling import normal_ratio
 from tlr_ray.storage import check as storage_problem
 from tlr_ray.tasks import DataSource, implemented_tasks
-from tlr_ray.typed_yaml import ConfigError
+from tlr_ray.typed_yaml import ConfigError, build
 from tlr_ray.variants import VARIANTS, Context
 
 DEMO_PREFIX = "demo://"
@@ -49,6 +52,14 @@ def resolve_path(path: str) -> Path:
         from tlr_ray.demo.world import ensure_demo_world
         return ensure_demo_world() / path[len(DEMO_PREFIX):]
     return Path(path).expanduser().resolve()
+
+
+def load_sweep(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Sweep:
+    """Read and check a sweep file: its shape (tlr_ray/config.py's dataclasses), then its meaning (below).
+    `overrides` are merged over the YAML's top level (tests, CLI)."""
+    file = str(path)
+    raw = {**read_yaml(path), **(overrides or {})}
+    return check_sweep(build(SweepConfig, raw, file), file)
 
 
 def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
