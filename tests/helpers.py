@@ -124,8 +124,9 @@ def _children(p: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def tiny_sweep(tmp_path: Path, name: str, la_steps: int) -> Path:
-    """A tiny demo sweep file: LAs for en and sw, one MAD-X TA, one evaluation (6 jobs with the corpora)."""
+def tiny_sweep(tmp_path: Path, name: str, la_steps: int, ray_train: str = "auto") -> Path:
+    """A tiny demo sweep file: LAs for en and sw, one MAD-X TA, one evaluation (6 jobs with the corpora).
+    `ray_train`: "always" trains every job in Ray Train workers (by default one-CPU jobs train in their trial)."""
     sweep = yaml.safe_load(open("sweeps/demo.yaml"))
     sweep.update(name=name, variants=["MAD-X"])
     sweep["datasets"] = {"demo_xnli": {"languages": ["sw"]}}
@@ -135,7 +136,7 @@ def tiny_sweep(tmp_path: Path, name: str, la_steps: int) -> Path:
                                              if k in ("en", "sw")}
     sweep["language_adapters"].update(max_corpus_lines=400, train_args={
         "max_steps": la_steps, "eval_every": 50, "batch_size": 16, "max_seq_length": 64})
-    sweep["execution"].update(checkpoint_every=50, max_failures=2)  # at each LA evaluation
+    sweep["execution"].update(checkpoint_every=50, max_failures=2, ray_train=ray_train)  # at each LA evaluation
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(sweep))
     return path

@@ -1,7 +1,8 @@
-"""Processes really killed: (1) a Ray Train worker mid-job: the job resumes from its checkpoint and the
-sweep completes; (2) the sweep driver: the same command again completes the sweep, retrains no finished
-job and keeps exactly one MLflow run per job (the crashed ones marked failed, then reused); (3) a saved
-adapter file truncated: detected, moved aside, retrained.
+"""Processes really killed: (1) a Ray Train worker mid-job (`execution.ray_train: always`), and the trial
+process of a job that trains in its trial (the default for one CPU worker): the job resumes from its
+checkpoint and the sweep completes; (2) the sweep driver: the same command again completes the sweep,
+retrains no finished job and keeps exactly one MLflow run per job (the crashed ones marked failed, then
+reused); (3) a saved adapter file truncated: detected, moved aside, retrained.
 
 Each test starts its own head node (own temp dir, stopped at the end) and runs the real CLI on a tiny
 demo sweep: LAs for en and sw, one MAD-X TA, one evaluation. The first test's storage root is a file://
@@ -20,17 +21,18 @@ from mlflow.tracking import MlflowClient
 pytestmark = pytest.mark.slow
 
 
-def train_workers(ray_tmp: str) -> list[psutil.Process]:
-    """Ray Train worker processes of our cluster (children of the raylet started under `ray_tmp`)."""
+def train_workers(ray_tmp: str, title: str = "RayTrainWorker") -> list[psutil.Process]:
+    """Ray Train worker processes of our cluster (children of the raylet started under `ray_tmp`), or with
+    another process title (a Tune function trial is `ray::ImplicitFunc`)."""
     raylets = [p for p in psutil.process_iter(["cmdline"]) if "raylet" in " ".join(p.info["cmdline"] or [])
                and ray_tmp in " ".join(p.info["cmdline"] or [])]
     return [child for r in raylets for child in r.children(recursive=True)
-            if "RayTrainWorker" in " ".join(child.cmdline())]
+            if title in " ".join(child.cmdline())]
 
 
 def test_killed_training_worker_resumes_from_its_checkpoint(cluster):
     c = cluster
-    path = tiny_sweep(c["tmp"], "killworker", la_steps=250)
+    path = tiny_sweep(c["tmp"], "killworker", la_steps=250, ray_train="always")
     # The storage root as a URI: the object-store code path of the artifact store, and Ray's storage_path
     # through pyarrow, on the local disk (file://) where the test can watch it.
     proc = subprocess.Popen(sweep_cmd(c, path, c["storage"].as_uri()), env=c["env"], stdout=subprocess.PIPE,
@@ -59,6 +61,37 @@ def test_killed_training_worker_resumes_from_its_checkpoint(cluster):
     assert metrics["steps"] == 250
     assert not (c["storage"] / "ray" / "train" / job_id).exists()  # checkpoints removed once published
     assert not (c["storage"] / "staging").exists()  # a remote root stages in local temp folders
+
+
+def test_killed_trial_of_a_job_training_in_its_trial_resumes_from_its_checkpoint(cluster):
+    """One-CPU jobs train in their trial's process: kill that process once the job saved its state; Tune
+    starts the trial again (execution.max_failures) and the job goes on from the saved step."""
+    c = cluster
+    path = tiny_sweep(c["tmp"], "killtrial", la_steps=250)
+    proc = subprocess.Popen(sweep_cmd(c, path), env=c["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        def checkpointed_job():
+            for state in (c["storage"] / "ray" / "train").glob("*/training_state.pt"):
+                if state.parent.name not in manifests(c["storage"]):
+                    return state.parent.name
+            return None
+        job_id = wait_for("a job training in its trial checkpointed", checkpointed_job, proc)
+        assert not train_workers(c["ray_tmp"])  # no Ray Train worker group for a one-CPU job
+        victims = train_workers(c["ray_tmp"], "ImplicitFunc")
+        for p in victims:
+            p.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-4000:]
+    assert victims
+    done = manifests(c["storage"])
+    assert len(done) == 6, out[-3000:]
+    metrics = done[job_id]["metrics"]
+    assert metrics["resumed_from_step"] >= 50 and metrics["resumed_from_step"] % 50 == 0, metrics
+    assert metrics["steps"] == 250
+    assert not (c["storage"] / "ray" / "train" / job_id).exists()  # its saved state removed once published
 
 
 @pytest.fixture

@@ -192,6 +192,10 @@ class Execution:
     checkpoint_every: int | None = None
     max_failures: int = 2
     estimate_on: str = "rtx3090"   # the device row of tlr_ray/step_times.yaml used by --dry-run
+    # Where a training job of one CPU worker trains: "auto", in its own trial's process (no Ray Train
+    # worker group to start: about 20 s of new processes and imports per job on 2 cores); "always", in a
+    # Ray Train worker like every GPU or multi-worker job (tlr_ray/trial.py, docs/architecture.md).
+    ray_train: Literal["auto", "always"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from tlr_ray.leases import Leases
 from tlr_ray.plan import Job, Plan, plan_sweep
 from tlr_ray.storage import join
 from tlr_ray.tracking import Tracker, run_name
-from tlr_ray.trial import DRIVER_RESOURCES, Summary, TrackingCallback, job_trial
+from tlr_ray.trial import Summary, TrackingCallback, job_trial, trial_holds
 
 log = logging.getLogger("tlr_ray")
 def connect(verbose: bool = False) -> None:
@@ -74,14 +74,10 @@ def quiet_worker_pool_warnings() -> None:
 
 
 def trial_resources(sweep: Sweep, kinds: dict[str, str]):
-    """Per trial: a training trial holds next to nothing while its Ray Train workers hold the CPUs/GPUs;
-    an eval trial does the work itself."""
+    """Per trial, by its job's kind (tlr_ray/trial.py `trial_holds`)."""
     def resources(config: dict) -> dict:
         kind = kinds[config["job_id"]]
-        if kind not in ("eval", "corpus"):
-            return DRIVER_RESOURCES
-        res = sweep.resources(kind)
-        return {"CPU": res.cpus_per_worker, **res.custom, "GPU": (res.gpus_per_worker or 1) if res.use_gpu else 0}
+        return trial_holds(sweep.resources(kind), kind, sweep.config.execution.ray_train)
     return resources
 
 
@@ -98,7 +94,7 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
     trainable = tune.with_parameters(
         job_trial, jobs={j.id: asdict(j) for j in todo}, storage=storage, precision=ex.precision,
         resources={kind: asdict(sweep.resources(kind)) for kind in limits},
-        checkpoint_every=ex.checkpoint_every, max_failures=ex.max_failures)
+        checkpoint_every=ex.checkpoint_every, max_failures=ex.max_failures, ray_train=ex.ray_train)
     tracking = TrackingCallback(tracker, {j.id: j for j in todo}, storage, summary, len(todo), leases=leases)
     dispatcher = Dispatcher(todo, limits, summary, capacity, demands, claim=tracking.claim)
     tuner = tune.Tuner(

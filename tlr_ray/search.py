@@ -60,7 +60,8 @@ def search_trial(config: dict, sweep: Sweep, storage: str, precision: str, resou
     # own Ray Train run folder.
     from ray import tune
     job_trial({"job_id": job.id}, {job.id: dataclasses.asdict(job)}, storage, precision, {"ta": resources},
-              ex.checkpoint_every, ex.max_failures, train_run=f"{job.id}-{tune.get_context().get_trial_id()}")
+              ex.checkpoint_every, ex.max_failures, train_run=f"{job.id}-{tune.get_context().get_trial_id()}",
+              ray_train=ex.ray_train)
 
 
 def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
@@ -70,7 +71,7 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
     from ray.tune.search.optuna import OptunaSearch
 
     from tlr_ray.dispatch import concurrency
-    from tlr_ray.trial import DRIVER_RESOURCES, TrackingCallback
+    from tlr_ray.trial import TrackingCallback, trial_holds
     search = sweep.config.search
     cached = cache_file(sweep, storage)
     if cached.is_file():
@@ -98,7 +99,8 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(search_trial, sweep=sweep, storage=storage,
                                                  precision=sweep.config.execution.precision,
-                                                 resources=dataclasses.asdict(res)), DRIVER_RESOURCES),
+                                                 resources=dataclasses.asdict(res)),
+                            trial_holds(res, "ta", sweep.config.execution.ray_train)),
         param_space=param_space(sweep),
         tune_config=tune.TuneConfig(
             search_alg=OptunaSearch(seed=search.seed), scheduler=scheduler, metric=OBJECTIVE, mode="max",

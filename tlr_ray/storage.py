@@ -173,10 +173,15 @@ class StoreFile:
         return self.fs.get_file_info(self.path).type == pafs.FileType.File
 
     def read_text(self, encoding: str = "utf-8") -> str:
-        return read_bytes(self.fs, self.path).decode(encoding)
+        return self.read_bytes().decode(encoding)
 
     def write_text(self, text: str, encoding: str = "utf-8") -> int:
-        data = text.encode(encoding)
+        return self.write_bytes(text.encode(encoding))
+
+    def read_bytes(self) -> bytes:
+        return read_bytes(self.fs, self.path)
+
+    def write_bytes(self, data: bytes) -> int:
         write_bytes(self.fs, self.path, data)
         return len(data)
 

@@ -1,5 +1,6 @@
 """What one trial does, and what the driver sees of it: a job as a Ray Tune trial (`job_trial`), its
-training in Ray Train workers (`train_worker`, `ray_checkpoints`), the driver-side callback that keeps
+training in Ray Train workers (`train_worker`, `ray_checkpoints`) or, for a job of one CPU worker, in the
+trial's own process (`trains_in_trial`, `stored_checkpoints`), the driver-side callback that keeps
 MLflow runs, leases and progress lines in step with the trials (`TrackingCallback`), and the sweep's
 `Summary`. tlr_ray/execute.py (the sweep's Tune runs) and tlr_ray/search.py (a hyperparameter search)
 both build on this module; it imports neither, nor tlr_ray/dispatch.py.
@@ -120,13 +121,60 @@ def ray_checkpoints(every: int | None, rank: int):
     return Checkpoints(every=every, load=load, save=save)
 
 
+def stored_checkpoints(every: int | None, storage: str, run: str):
+    """Checkpoints of a job that trains in its trial's process: the whole state in the job's run folder
+    below the storage root (written whole, so never half a file), the live metrics to Tune. A retried
+    trial, or a rerun after the driver died, loads it and resumes, as Ray Train's `get_checkpoint` does."""
+    import io
+
+    import torch
+
+    from tlr_ray.train.context import Checkpoints
+    state_file = store.StoreFile(storage, *TRAIN_RUNS, run, STATE_FILE)
+
+    def load() -> dict | None:
+        if not state_file.is_file():
+            return None
+        return torch.load(io.BytesIO(state_file.read_bytes()), map_location="cpu", weights_only=False)
+
+    def save(state: dict, metrics: dict) -> None:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        state_file.write_bytes(buffer.getvalue())
+        tune.report({LIVE + k: v for k, v in _numeric(metrics).items()})
+
+    return Checkpoints(every=every, load=load, save=save)
+
+
+def trains_in_trial(res: Resources, ray_train: str = "auto") -> bool:
+    """Whether a training job runs in its trial's own process instead of a Ray Train worker group.
+    Starting a worker group costs about 20 s per job on 2 cores whatever the job's size (Ray Train's
+    controller, placement-group cleaner and preemption watcher, and the worker: each a new process that
+    imports Ray Train, the worker also torch, transformers and adapters; benchmarks/overhead.py), while a
+    trial's process is reused from job to job (Tune's reuse_actors) and has all of it imported already.
+    A job of one CPU worker gains nothing from a worker group, so it trains in the trial ("auto"); GPU and
+    data-parallel jobs keep Ray Train (device placement, DDP, worker restarts), as does every job with
+    `execution.ray_train: always`."""
+    return ray_train == "auto" and res.num_workers == 1 and not res.use_gpu
+
+
+def trial_holds(res: Resources, kind: str, ray_train: str = "auto") -> dict:
+    """What one trial of this kind holds while it runs: a training trial in Ray Train next to nothing (its
+    workers hold the CPUs/GPUs); a corpus or eval job, or a job that trains in its trial, its one worker's."""
+    if kind not in ("eval", "corpus") and not trains_in_trial(res, ray_train):
+        return DRIVER_RESOURCES
+    return {"CPU": res.cpus_per_worker, **res.custom, "GPU": (res.gpus_per_worker or 1) if res.use_gpu else 0}
+
+
 TRAIN_RUNS = ("ray", "train")  # below the storage root: Ray Train's run folders, one per training job
 
 
 def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources: dict[str, dict],
-              checkpoint_every: int | None = None, max_failures: int = 0, train_run: str | None = None) -> None:
-    """One Tune trial = one job. `train_run`: the Ray Train run's name, by default the job id (see below).
-    Its last report says where the trial's time went (`time_*`, benchmarks/overhead.py)."""
+              checkpoint_every: int | None = None, max_failures: int = 0, train_run: str | None = None,
+              ray_train: str = "auto") -> None:
+    """One Tune trial = one job. `train_run`: the name of the job's run folder (its checkpoints), by default
+    the job id (see below). Its last report says where the trial's time went (`time_*`,
+    benchmarks/overhead.py)."""
     entered = time.time()  # wall clock: comparable with the driver's and the Train workers' clocks
     from tlr_ray.runner import run_job, timings
     from tlr_ray.train.context import JobContext
@@ -143,6 +191,11 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
         import torch
         device = torch.device("cuda" if res.use_gpu and torch.cuda.is_available() else "cpu")
         times.update(timings(run_job(job, storage, JobContext(device=device, precision=precision, progress=False))))
+    elif trains_in_trial(res, ray_train):
+        times.update(timings(run_job(job, storage, JobContext(
+            precision=precision, progress=False,
+            report=lambda m: tune.report({LIVE + k: v for k, v in _numeric(m).items()}),
+            checkpoints=stored_checkpoints(checkpoint_every, storage, train_run or job["id"])))))
     else:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
