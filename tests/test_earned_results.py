@@ -11,10 +11,9 @@ import torch
 from tlr_ray.config import TrainArgs
 from tlr_ray.plan import plan_sweep
 from tlr_ray.tracking import Tracker
+from tlr_ray.train.context import JobContext
 from tlr_ray.train.loop import run_loop
 from tlr_ray.validate import load_sweep
-
-CPU = torch.device("cpu")
 
 
 class LogToy(torch.nn.Module):
@@ -36,7 +35,7 @@ def batches():
 def loop(evaluate, *, lr=1e-2, total_steps=8, eval_every=4, score_key="accuracy", model=None):
     args = TrainArgs(batch_size=1, lr=lr, max_steps=max(total_steps, 1), eval_every=eval_every)
     return run_loop(model or LogToy(), batches(), lambda step: None, evaluate, args=args,
-                    total_steps=total_steps, score_key=score_key, higher_is_better=True, device=CPU)
+                    total_steps=total_steps, score_key=score_key, ctx=JobContext())
 
 
 def test_a_sane_run_earns_its_result():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from tlr_ray.config import TrainArgs
+from tlr_ray.train.context import JobContext
 from tlr_ray.train.loop import endless, run_loop, total_steps
 
 
@@ -34,7 +35,7 @@ def test_best_not_last_and_state_is_the_best_one():
 
     args = TrainArgs(batch_size=1, lr=0.1, max_steps=8, eval_every=2)
     result = run_loop(model, batches(), lambda step: None, evaluate, args=args, total_steps=8,
-                      score_key="accuracy", higher_is_better=True, device=torch.device("cpu"))
+                      score_key="accuracy", ctx=JobContext())
     assert [h["step"] for h in result.history] == [2, 4, 6, 8]
     assert result.best_step == 4 and result.best_score == 90.0
     assert torch.equal(result.best_state["w"], seen[90.0])
@@ -47,8 +48,8 @@ def test_lower_is_better_and_patience_stops_early():
     scores = iter([10.0, 8.0, 9.0, 9.5, 7.0])
     args = TrainArgs(batch_size=1, lr=0.1, max_steps=10, eval_every=2, patience=2)
     result = run_loop(model, batches(), lambda step: None, lambda: {"perplexity": next(scores)}, args=args,
-                      total_steps=10, score_key="perplexity", higher_is_better=False,
-                      device=torch.device("cpu"))
+                      total_steps=10, score_key="perplexity", mode="min",
+                      ctx=JobContext())
     assert result.best_step == 4 and result.best_score == 8.0
     assert result.stopped_early and result.steps == 8  # two evaluations without gain after step 4
 
@@ -57,7 +58,7 @@ def test_activate_called_every_step_in_order():
     calls = []
     args = TrainArgs(batch_size=1, lr=0.1, max_steps=5, eval_every=100)
     run_loop(Toy(), batches(), calls.append, lambda: {"s": 0.0}, args=args, total_steps=5, score_key="s",
-             higher_is_better=True, device=torch.device("cpu"))
+             ctx=JobContext())
     assert calls == [0, 1, 2, 3, 4]
 
 
@@ -78,7 +79,7 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result():
     run ends, although its batches draw on the global random state (as MLM masking does)."""
     import copy
 
-    from tlr_ray.train.context import Checkpoints
+    from tlr_ray.train.context import Checkpoints, JobContext
 
     def noisy():
         while True:
@@ -92,8 +93,8 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result():
         # every=3 is rounded up to 4: checkpoints fall on evaluations and report their metrics
         ckpt = Checkpoints(every=3, load=load, save=lambda state, m: saves.append((copy.deepcopy(state), m)))
         result = run_loop(model, noisy(), lambda step: None, lambda: {"s": float(-next(scores))}, args=args,
-                          total_steps=10, score_key="s", higher_is_better=True, device=torch.device("cpu"),
-                          checkpoints=ckpt)
+                          total_steps=10, score_key="s", 
+                          ctx=JobContext(checkpoints=ckpt))
         return model, result, [state for state, _ in saves], [m for _, m in saves]
 
     model, result, saves, reported = run(lambda: None)
@@ -113,21 +114,21 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result():
 
 
 def test_resuming_a_run_that_had_stopped_early_trains_nothing():
-    from tlr_ray.train.context import Checkpoints
+    from tlr_ray.train.context import Checkpoints, JobContext
     saves = []
     scores = iter([5.0, 4.0, 3.0, 2.0, 1.0])
     args = TrainArgs(batch_size=1, lr=0.1, max_steps=20, eval_every=2, patience=2)
     first = run_loop(Toy(), batches(), lambda step: None, lambda: {"s": next(scores)}, args=args, total_steps=20,
-                     score_key="s", higher_is_better=True, device=torch.device("cpu"),
-                     checkpoints=Checkpoints(every=None, load=lambda: None, save=lambda st, m: saves.append(st)))
+                     score_key="s", ctx=JobContext(checkpoints=Checkpoints(
+                         every=None, load=lambda: None, save=lambda st, m: saves.append(st))))
     assert first.stopped_early and first.steps == 6 and saves[-1]["stopped_early"]
 
     def no_batches():
         raise AssertionError("a finished run must not draw batches")
         yield
     again = run_loop(Toy(), no_batches(), lambda step: None, lambda: {"s": 0.0}, args=args, total_steps=20,
-                     score_key="s", higher_is_better=True, device=torch.device("cpu"),
-                     checkpoints=Checkpoints(every=None, load=lambda: saves[-1], save=lambda st, m: None))
+                     score_key="s", ctx=JobContext(checkpoints=Checkpoints(
+                         every=None, load=lambda: saves[-1], save=lambda st, m: None)))
     assert again.stopped_early and again.steps == 6 and again.best_step == first.best_step == 2
 
 

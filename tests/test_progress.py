@@ -2,11 +2,11 @@
 driver shows. Ray is not needed for these; the e2e sweeps run the real display."""
 from __future__ import annotations
 
-import torch
 from test_loop import Toy, batches
 
 from tlr_ray import progress
 from tlr_ray.config import TrainArgs
+from tlr_ray.train.context import JobContext
 from tlr_ray.train.loop import run_loop
 
 
@@ -16,7 +16,7 @@ def test_the_loop_sends_step_total_loss_and_rate_at_most_every_few_seconds(monke
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
     args = TrainArgs(batch_size=1, lr=0.1, max_steps=12, eval_every=4)
     run_loop(Toy(), batches(), lambda s: None, lambda: {"s": 1.0}, args=args, total_steps=12, score_key="s",
-             higher_is_better=True, device=torch.device("cpu"), live=sent.append)
+             ctx=JobContext(live=sent.append))
     assert sent and len(sent) < 12  # throttled: not every step
     assert all(m["total"] == 12 and 0 < m["step"] <= 12 and m["rate"] > 0 for m in sent)
     assert [m["step"] for m in sent] == sorted(m["step"] for m in sent)

@@ -11,9 +11,9 @@ from helpers import run_corpora
 
 from tlr_ray.plan import plan_sweep
 from tlr_ray.runner import run_job
+from tlr_ray.sampling import item_at
 from tlr_ray.train import models
 from tlr_ray.train.context import JobContext, adapter_name
-from tlr_ray.train.ta import cycle_position
 from tlr_ray.validate import load_sweep
 
 TINY = {"max_steps": 6, "eval_every": 3, "batch_size": 8, "max_seq_length": 32}
@@ -68,9 +68,9 @@ def test_la_recipe_trains_only_the_adapter(tiny_plan, monkeypatch):
 
 
 def test_cycle_position():
-    assert [cycle_position(s, 4, 3, "global_step") for s in range(8)] == [0, 1, 2, 0, 1, 2, 0, 1]
+    assert [item_at([0, 1, 2], s) for s in range(8)] == [0, 1, 2, 0, 1, 2, 0, 1]
     # the reference implementation restarts the cycle with every epoch (4 steps here)
-    assert [cycle_position(s, 4, 3, "epoch_step") for s in range(8)] == [0, 1, 2, 0, 0, 1, 2, 0]
+    assert [item_at([0, 1, 2], s, restart_every=4) for s in range(8)] == [0, 1, 2, 0, 0, 1, 2, 0]
 
 
 def test_ta_recipe_cycles_las_and_freezes_everything_else(tiny_plan, monkeypatch):

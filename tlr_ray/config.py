@@ -17,6 +17,7 @@ import yaml
 
 from tlr_ray import languages
 from tlr_ray.tasks import DataSource
+from tlr_ray.tasks.registry import TASKS
 from tlr_ray.typed_yaml import ConfigError, build, nearest
 
 
@@ -37,15 +38,8 @@ class TrainArgs:
     max_eval_examples: int | None = None  # cap the validation set (the demo uses this; None = all)
 
 
-# METHOD.md, TLR paper Table 1, and the MAD-X LA recipe. A sweep overrides any of these per task.
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ner": dict(batch_size=8, epochs=10, lr=5e-5, eval_every=250, max_seq_length=256),
-    "dp": dict(batch_size=8, epochs=10, lr=5e-5, eval_every=250, max_seq_length=256),
-    "nli": dict(batch_size=32, epochs=5, lr=2e-5, eval_every=625, max_seq_length=128),
-    "qa": dict(batch_size=16, epochs=15, lr=1e-4, eval_every=625, max_seq_length=384, patience=4),
-    # POS (BAD-X paper): UPOS tagging on the same UD data as DP; not in Table 1, DP's settings used.
-    "pos": dict(batch_size=8, epochs=10, lr=5e-5, eval_every=250, max_seq_length=256),
-}
+# METHOD.md and TLR paper Table 1, per task (tlr_ray/tasks/registry.py). A sweep overrides any of these per task.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {name: facts.defaults for name, facts in TASKS.items()}
 # LA: "a minimum of 100 epochs or 100,000 steps", never fewer than 30,000 (reference: --min_steps 30000
 # --max_steps 100000 --num_train_epochs 100): steps = max(30k, min(100 epochs, 100k)).
 LA_DEFAULTS: dict[str, Any] = dict(batch_size=8, lr=5e-5, epochs=100, min_steps=30_000, steps_cap=100_000,

@@ -1,13 +1,14 @@
 """Run a plan on Ray: each job is a Ray Tune trial; a training trial runs its recipe in Ray Train workers
-(`TorchTrainer`, one or more, CPU or GPU); an eval trial runs in the trial itself.
+(`TorchTrainer`, one or more, CPU or GPU), or in the trial itself when it is one CPU worker
+(tlr_ray/trial.py `trains_in_trial`); corpus and eval trials run in the trial itself.
 
 A job whose artifact exists and verifies is not run again: that is how a sweep resumes.
 Scheduling: one Tune run per sweep (two when a hyperparameter search sits between the adapter stages);
 the `Dispatcher` (tlr_ray/dispatch.py) hands Tune a job as soon as the jobs it needs have finished,
 so a TA starts when its LAs exist, not when every LA of the sweep does, and evals follow each TA. Jobs go out in
 plan order (LAs, BAs, TAs, evals), within limits per kind and what the cluster holds (docs/architecture.md).
-Fault tolerance: a training job checkpoints through Ray Train and resumes from its last checkpoint
-when a worker dies (Train's FailureConfig) or its trial is retried (Tune's FailureConfig).
+Fault tolerance: a training job checkpoints (through Ray Train, or itself in its trial) and resumes from
+its last checkpoint when a Train worker dies (Train's FailureConfig) or its trial is retried (Tune's).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Which corpus a batch comes from, step by step: BAD-X alternates data the way TLR alternates adapters.
+"""Which corpus a batch comes from, step by step: BAD-X alternates data the way TLR alternates adapters,
+and `item_at` is both: the corpus of a BA's step s, and the LA of a TLR TA's step s (tlr_ray/train/ta.py).
 
 A schedule is a list of corpus indices repeated forever; index 0 is the source language.
   - LA:  [0]
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 RATIO = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
@@ -37,9 +41,17 @@ def ma_schedule(targets: int) -> list[int]:
     return [i for t in range(1, targets + 1) for i in (0, t)]
 
 
+def item_at(items: Sequence[T], step: int, restart_every: int | None = None) -> T:
+    """The item of a sequence repeated forever at training step `step`: items[s % len(items)], s counted
+    from the start of training, or from the start of each epoch when `restart_every` (its steps per epoch)
+    is given (the reference's per-epoch LA index, `cycle_index: epoch_step`)."""
+    s = step if restart_every is None else step % restart_every
+    return items[s % len(items)]
+
+
 def interleave(iterators: Sequence[Iterator], schedule: Sequence[int]) -> Iterator:
-    """Step s draws from iterators[schedule[s % len(schedule)]]."""
+    """Step s draws from iterators[item_at(schedule, s)]."""
     step = 0
     while True:
-        yield next(iterators[schedule[step % len(schedule)]])
+        yield next(iterators[item_at(schedule, step)])
         step += 1

@@ -139,11 +139,11 @@ def describe_experiment(sweep: str) -> str:
 
 def primary_metric(task: str | None, metrics: dict) -> str | None:
     """The name of the metric (of an eval job's raw `metrics`) that the report's tables show: the task's primary
-    metric (analysis.table.PRIMARY_METRIC), or the only metric of another task; None if it has neither."""
-    from analysis.table import PRIMARY_METRIC
+    metric (tlr_ray/tasks/registry.py), or the only metric of another task; None if it has neither."""
+    from tlr_ray.tasks.registry import TASKS
     names = [k for k, v in metrics.items()
              if k != "examples" and isinstance(v, (int, float)) and not isinstance(v, bool)]
-    name = PRIMARY_METRIC.get(task or "")
+    name = TASKS[task].metric if task in TASKS else None
     if name is None and len(names) == 1:
         name = names[0]
     return name if name in names else None

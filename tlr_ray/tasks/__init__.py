@@ -39,7 +39,7 @@ class DataSource:
 
 class Task(Protocol):
     name: str            # "nli"
-    metric: str          # the model-selection metric name, e.g. "accuracy"; values are percentages (0-100)
+    metric: str          # the model-selection metric, TASKS[name].metric (registry.py); values in percent (0-100)
 
     def load(self, source: DataSource, split: str, language: str | None) -> Any:
         """Raw examples of one split (our names: train / validation / test) as a `datasets.Dataset`,

@@ -28,6 +28,7 @@ from transformers import DataCollatorWithPadding
 
 from tlr_ray.tasks import DataError, DataSource
 from tlr_ray.tasks.common import feature_batches
+from tlr_ray.tasks.registry import TASKS
 from tlr_ray.tasks.ud_sources import RELATIONS, SUBTYPES, align_words, describe, pad, read, tokenized_dataset
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ _FEATURES = datasets.Features({"tokens": datasets.List(datasets.Value("string"))
 
 class DpTask:
     name = "dp"
-    metric = "las"
+    metric = TASKS["dp"].metric
 
     def __init__(self, strip_subtypes: bool = True, root_words: str = "score"):
         if root_words not in ROOT_WORDS:

@@ -19,6 +19,7 @@ from transformers import DataCollatorForTokenClassification
 from tlr_ray.tasks import DataError, DataSource
 from tlr_ray.tasks.common import dispatch, feature_batches, where
 from tlr_ray.tasks.ner_sources import TAG_SETS, TagSet, load_hub, read_local
+from tlr_ray.tasks.registry import TASKS
 
 COLUMNS = ("tokens", "ner_tags")
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "labels")
@@ -28,7 +29,7 @@ IGNORE = -100                           # CrossEntropyLoss's ignore_index
 
 class NerTask:
     name = "ner"
-    metric = "f1"
+    metric = TASKS["ner"].metric
 
     def __init__(self, labels: str = "reduced") -> None:
         self.tagset: TagSet = TAG_SETS[labels]

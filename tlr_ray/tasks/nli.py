@@ -22,6 +22,7 @@ from transformers import DataCollatorWithPadding
 from tlr_ray.tasks import DataError, DataSource
 from tlr_ray.tasks.common import dispatch, feature_batches, require_columns, where
 from tlr_ray.tasks.nli_sources import LABELS, load_hub, read_local
+from tlr_ray.tasks.registry import TASKS
 
 COLUMNS = ("premise", "hypothesis", "label")
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "labels")
@@ -36,7 +37,7 @@ _NO_POOLER_MODEL_TYPES = ("roberta", "xlm-roberta")
 
 class NliTask:
     name = "nli"
-    metric = "accuracy"
+    metric = TASKS["nli"].metric
     labels = LABELS
 
     def __init__(self, head: str = "adapters"):

@@ -16,6 +16,7 @@ from transformers import DataCollatorWithPadding
 
 from tlr_ray.tasks import DataError, DataSource
 from tlr_ray.tasks.common import feature_batches
+from tlr_ray.tasks.registry import TASKS
 from tlr_ray.tasks.ud_sources import UPOS, align_words, describe, pad, read, tokenized_dataset
 
 COLUMNS = ("tokens", "upos")
@@ -28,7 +29,7 @@ _FEATURES = datasets.Features({"tokens": datasets.List(datasets.Value("string"))
 
 class PosTask:
     name = "pos"
-    metric = "accuracy"
+    metric = TASKS["pos"].metric
     labels = UPOS
 
     def load(self, source: DataSource, split: str, language: str | None) -> datasets.Dataset:

@@ -21,6 +21,7 @@ from transformers import DataCollatorWithPadding
 from tlr_ray.tasks import DataError, DataSource
 from tlr_ray.tasks.common import dispatch, feature_batches, require_columns, where
 from tlr_ray.tasks.qa_sources import load_hub, read_local
+from tlr_ray.tasks.registry import TASKS
 from tlr_ray.tasks.squad_metric import Window, best_over_gold, best_span, exact_match, f1_score
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ OPTIONS = {"doc_stride": 128, "max_answer_length": 30, "n_best": 20}   # MAD-X /
 
 class QaTask:
     name = "qa"
-    metric = "f1"
+    metric = TASKS["qa"].metric
 
     def __init__(self, doc_stride: int, max_answer_length: int, n_best: int):
         self.doc_stride, self.max_answer_length, self.n_best = doc_stride, max_answer_length, n_best

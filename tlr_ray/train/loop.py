@@ -4,7 +4,9 @@ The recipes differ in two pluggable pieces only:
   - `batches`: what the data is (one MLM corpus for an LA; task data for a TA; two corpora interleaved
     for a BA), an iterator of ready batches;
   - `activate(step)`: which adapters are active at step s (the LA alone; Stack(cycle[s % K], TA)).
-BAD-X alternates data, TLR alternates adapters: both are one argument here.
+BAD-X alternates data, TLR alternates adapters: both are one argument here, and both pick "the item at
+step s" of a repeating sequence with the same helper (tlr_ray/sampling.py `item_at`): a BA the corpus of
+each batch, a TLR TA the LA of each step.
 Freezing is the recipe's job (it knows which adapter trains); the loop optimizes whatever requires grad.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -22,7 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from tlr_ray.config import TrainArgs
 from tlr_ray.progress import Throttle
-from tlr_ray.train.context import Checkpoints
+from tlr_ray.train.context import JobContext
 
 
 @dataclass
@@ -62,6 +65,46 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+RESULT_FIELDS = ("best_step", "best_score", "best_state", "history", "stopped_early")  # saved with the state
+
+
+@dataclass
+class LoopState:
+    """The loop's resumable counters. With the trainable weights, the optimizer, the schedule, the result
+    so far and the random state they are the whole checkpoint: `save` writes it, `restore` is the way
+    back, in one place."""
+    step: int = 0          # steps done
+    since_best: int = 0    # evaluations since the best one (patience)
+    running: Any = 0.0     # training loss summed since the last evaluation (a device tensor while training)
+    n_running: int = 0
+    elapsed: float = 0.0   # training seconds of earlier attempts
+
+    def save(self, model, opt, sched, result: LoopResult, elapsed: float) -> dict:
+        return {"step": self.step, "params": trainable_state(model), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "since_best": self.since_best, "running": float(self.running),
+                "n_running": self.n_running, "elapsed": elapsed, "rng": rng_state(),
+                **{k: getattr(result, k) for k in RESULT_FIELDS}}
+
+    @classmethod
+    def restore(cls, saved: dict, model, opt, sched, result: LoopResult, batches: Iterator) -> LoopState:
+        """Put model, optimizer, schedule and result back as `saved` has them. The batches before the
+        checkpoint are drawn again and skipped (cheap next to training on them), then the random state is
+        restored, so that on one worker the rest of the run is the same as an uninterrupted one's."""
+        model.load_state_dict(saved["params"], strict=False)
+        for k in RESULT_FIELDS:
+            setattr(result, k, saved[k])
+        result.resumed_from_step = saved["step"]
+        state = cls(saved["step"], saved["since_best"], saved["running"], saved["n_running"], saved["elapsed"])
+        if result.stopped_early:  # it had finished: nothing to train, nothing to skip
+            return state
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        for _ in range(state.step):  # the data iterators are where they were at the checkpoint
+            next(batches)
+        set_rng_state(saved["rng"])
+        return state
+
+
 def run_loop(
     model: torch.nn.Module,
     batches: Iterator[dict],
@@ -71,27 +114,23 @@ def run_loop(
     args: TrainArgs,
     total_steps: int,
     score_key: str,
-    higher_is_better: bool,
-    device: torch.device,
-    precision: str = "auto",
-    report: Callable[[dict], None] = lambda metrics: None,
-    ddp_model: torch.nn.Module | None = None,
-    checkpoints: Checkpoints | None = None,
-    live: Callable[[dict], None] | None = None,
+    mode: Literal["max", "min"] = "max",
+    ctx: JobContext | None = None,
 ) -> LoopResult:
     """Train for `total_steps`, evaluating every `args.eval_every` steps and at the end.
 
-    `evaluate()` returns metrics incl. `score_key`; the best evaluation's trainable parameters are kept
-    (not the last's). `report(metrics)` is called after every evaluation (Ray Train reporting).
-    `ddp_model` is the DistributedDataParallel wrapper when training on several workers.
-    `live(progress)`: where rank 0 sends {step, total, loss, rate} at most every few seconds (the
-    driver's live display, tlr_ray/progress.py).
-    `checkpoints`: save the whole training state every `checkpoints.every` steps (rounded up to a
-    multiple of `eval_every`; default: at each evaluation) and, when a saved state exists, continue from it.
-    The result is then the same as an uninterrupted run's on one worker: the batches before the checkpoint
-    are drawn again and skipped (cheap next to training on them), and the random state is restored after
-    skipping.
+    `evaluate()` returns metrics incl. `score_key`, which is better higher (`mode` "max") or lower ("min");
+    the best evaluation's trainable parameters are kept (not the last's). From the job context `ctx`:
+    the device and precision; `report(metrics)` after every evaluation (Ray Train or Tune reporting);
+    `wrap(model)`, the DistributedDataParallel wrapper on several workers; `live(progress)`, where rank 0
+    sends {step, total, loss, rate} at most every few seconds (the driver's live display,
+    tlr_ray/progress.py); `checkpoints`: the whole training state (LoopState) is saved every
+    `checkpoints.every` steps (rounded up to a multiple of `eval_every`; default: at each evaluation) and,
+    when a saved state exists, the run continues from it with the result an uninterrupted run would give
+    on one worker.
     """
+    ctx = ctx or JobContext()
+    device, checkpoints = ctx.device, ctx.checkpoints
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise RuntimeError("no trainable parameters: the recipe must leave its adapter trainable")
@@ -102,36 +141,25 @@ def run_loop(
     # Fused AdamW on CUDA: one kernel for all adapter tensors instead of several per tensor.
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay, fused=device.type == "cuda")
     sched = get_linear_schedule_with_warmup(opt, int(args.warmup_ratio * total_steps), total_steps)
-    forward = ddp_model or model
-    result, since_best, elapsed = LoopResult(), 0, 0.0
-    running, n_running, start = 0.0, 0, 0
+    forward = ctx.wrap(model) or model
+    result, state = LoopResult(), LoopState()
     # Checkpoints fall on evaluations (every is rounded up to a multiple of eval_every): each checkpoint's
     # report then carries the evaluation's metrics, which Tune schedulers and searchers require.
     every = -(-(checkpoints.every or args.eval_every) // args.eval_every) * args.eval_every if checkpoints else None
     saved = checkpoints.load() if checkpoints else None
     if saved is not None:
-        model.load_state_dict(saved["params"], strict=False)
-        for k in ("best_step", "best_score", "best_state", "history", "stopped_early"):
-            setattr(result, k, saved[k])
-        start = result.resumed_from_step = saved["step"]
-        if result.stopped_early:  # it had finished: nothing to train
-            result.steps, result.train_seconds = start, saved["elapsed"]
+        state = LoopState.restore(saved, model, opt, sched, result, batches)
+        if result.stopped_early:
+            result.steps, result.train_seconds = state.step, state.elapsed
             return result
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        since_best, running, n_running, elapsed = (saved["since_best"], saved["running"], saved["n_running"],
-                                                   saved["elapsed"])
-        for _ in range(start):  # the data iterators are where they were at the checkpoint
-            next(batches)
-        set_rng_state(saved["rng"])
-    t0 = time.perf_counter() - elapsed
-    progress, last_loss = Throttle(live, total_steps, start), float("nan")
-    for step in range(start, total_steps):
+    t0 = time.perf_counter() - state.elapsed
+    progress, last_loss = Throttle(ctx.live, total_steps, state.step), float("nan")
+    for step in range(state.step, total_steps):
         model.train()
         activate(step)
         # From pinned memory (the loaders pin on CUDA) the copy overlaps with the previous step's work.
         batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-        with autocast(device, precision):
+        with autocast(device, ctx.precision):
             loss = forward(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -139,57 +167,51 @@ def run_loop(
         sched.step()
         opt.zero_grad(set_to_none=True)
         # Summed on the device: read (one host-device sync) at evaluations only, not at every step.
-        running, n_running = running + loss.detach().float(), n_running + 1
-        last = step + 1 == total_steps
+        state.running, state.n_running = state.running + loss.detach().float(), state.n_running + 1
+        state.step = step + 1
+        last = state.step == total_steps
         metrics = None
-        if (step + 1) % args.eval_every == 0 or last:
-            train_loss = float(running / n_running)
+        if state.step % args.eval_every == 0 or last:
+            train_loss = float(state.running / state.n_running)
             if not math.isfinite(train_loss):
-                raise RuntimeError(f"loss is {train_loss} at step {step + 1} (the mean training loss of steps "
-                                   f"{step + 2 - n_running}-{step + 1}): training diverged, so no result is kept; "
-                                   f"lower the learning rate (lr {args.lr:g}, e.g. {args.lr / 10:g}) or add warmup "
-                                   "(warmup_ratio, e.g. 0.1)")
+                raise RuntimeError(f"loss is {train_loss} at step {state.step} (the mean training loss of steps "
+                                   f"{state.step + 1 - state.n_running}-{state.step}): training diverged, so no "
+                                   f"result is kept; lower the learning rate (lr {args.lr:g}, e.g. "
+                                   f"{args.lr / 10:g}) or add warmup (warmup_ratio, e.g. 0.1)")
             model.eval()
-            with torch.no_grad(), autocast(device, precision):
+            with torch.no_grad(), autocast(device, ctx.precision):
                 metrics = dict(evaluate())
             bad = {k: v for k, v in metrics.items()
                    if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and not math.isfinite(v)}
             if bad:
-                raise RuntimeError(f"the evaluation at step {step + 1} gave "
+                raise RuntimeError(f"the evaluation at step {state.step} gave "
                                    f"{', '.join(f'{k} = {v}' for k, v in bad.items())}: not a result, so none is "
                                    "kept; the adapter may have diverged (lower the learning rate) or the "
                                    "validation data may be empty (check the validation split)")
             score = metrics.get(score_key)
             if not isinstance(score, (int, float, np.number)) or isinstance(score, bool):
-                raise RuntimeError(f"the evaluation at step {step + 1} produced no selection score "
+                raise RuntimeError(f"the evaluation at step {state.step} produced no selection score "
                                    f"{score_key!r} (it gave {score_key}={score!r}; metrics: "
                                    f"{', '.join(metrics) or 'none'}), so no checkpoint can be chosen")
-            better = result.best_score is None or (score > result.best_score if higher_is_better
+            better = result.best_score is None or (score > result.best_score if mode == "max"
                                                    else score < result.best_score)
             if better:
-                result.best_step, result.best_score, result.best_state = step + 1, score, trainable_state(model)
-                since_best = 0
+                result.best_step, result.best_score, result.best_state = state.step, score, trainable_state(model)
+                state.since_best = 0
             else:
-                since_best += 1
-            metrics.update(step=step + 1, train_loss=train_loss, best_score=result.best_score)
-            running, n_running, last_loss = 0.0, 0, train_loss
+                state.since_best += 1
+            metrics.update(step=state.step, train_loss=train_loss, best_score=result.best_score)
+            state.running, state.n_running, last_loss = 0.0, 0, train_loss
             result.history.append(metrics)
-            result.stopped_early = args.patience is not None and since_best >= args.patience
-        if every and (step + 1) % every == 0 and not last:
-            state = {"step": step + 1, "params": trainable_state(model), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "since_best": since_best, "running": float(running),
-                     "n_running": n_running, "elapsed": time.perf_counter() - t0, "rng": rng_state(),
-                     **{k: getattr(result, k) for k in ("best_step", "best_score", "best_state", "history",
-                                                         "stopped_early")}}
-            checkpoints.save(state, metrics)
+            result.stopped_early = args.patience is not None and state.since_best >= args.patience
+        if every and state.step % every == 0 and not last:
+            checkpoints.save(state.save(model, opt, sched, result, time.perf_counter() - t0), metrics)
         elif metrics is not None:
-            report(metrics)
-        progress(step + 1, lambda r=running, n=n_running, last=last_loss: float(r / n) if n else last)
+            ctx.report(metrics)
+        progress(state.step, lambda r=state.running, n=state.n_running, last=last_loss: float(r / n) if n else last)
         if result.stopped_early:
-            result.steps = step + 1
             break
-    else:
-        result.steps = total_steps
+    result.steps = state.step
     result.train_seconds = time.perf_counter() - t0
     if result.steps < 1 or result.best_score is None:
         raise RuntimeError(f"the run trained {result.steps} steps and produced no selection score "

@@ -65,10 +65,7 @@ def train_mlm_adapter(job: dict, out_dir: Path, ctx: JobContext) -> dict:
     batches = interleave([endless(d.loader, spec["seed"] + i) for i, d in enumerate(data)], spec["schedule"])
     data_ready = time.perf_counter()
     result = run_loop(model, batches, activate=lambda step: None, evaluate=evaluate, args=args,
-                      total_steps=total_steps(args, steps_per_epoch), score_key="perplexity",
-                      higher_is_better=False, device=ctx.device, precision=ctx.precision,
-                      report=ctx.report, ddp_model=ctx.wrap(model),
-                      checkpoints=ctx.checkpoints, live=ctx.live)
+                      total_steps=total_steps(args, steps_per_epoch), score_key="perplexity", mode="min", ctx=ctx)
     model.load_state_dict(result.best_state, strict=False)  # the best evaluation, not the last step
     saving = time.perf_counter()
     if ctx.rank == 0:

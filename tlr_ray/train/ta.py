@@ -12,19 +12,15 @@ from torch.utils.data import DataLoader
 from transformers import set_seed
 
 from tlr_ray.config import TrainArgs
+from tlr_ray.sampling import item_at
 from tlr_ray.tasks import DataSource, get_task
+from tlr_ray.tasks.registry import TASKS
 from tlr_ray.train.context import JobContext, adapter_name
 from tlr_ray.train.loop import endless, run_loop, total_steps
 from tlr_ray.train.models import bottleneck_config, freeze_all_but, load_la, load_tokenizer, task_model
 from tlr_ray.train.token_cache import subset, tokenized
 
 NAME = "ta"
-
-
-def cycle_position(step: int, steps_per_epoch: int, K: int, cycle_index: str) -> int:
-    """Index into the LA cycle at a step: the global step (ours) or the step in the epoch (reference)."""
-    s = step if cycle_index == "global_step" else step % steps_per_epoch
-    return s % K
 
 
 def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
@@ -68,7 +64,8 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
 
     def activate(step: int) -> None:
         if cycle:
-            model.active_adapters = setup(cycle[cycle_position(step, len(loader), len(cycle), spec["cycle_index"])])
+            per_epoch = len(loader) if spec["cycle_index"] == "epoch_step" else None
+            model.active_adapters = setup(item_at(cycle, step, per_epoch))
         else:
             model.active_adapters = setup(None)
 
@@ -87,9 +84,7 @@ def train_ta(job: dict, out_dir: Path, ctx: JobContext) -> dict:
 
     result = run_loop(model, endless(loader, spec["seed"]), activate, evaluate, args=args,
                       total_steps=total_steps(args, len(loader)), score_key=task.metric,
-                      higher_is_better=True, device=ctx.device, precision=ctx.precision,
-                      report=ctx.report, ddp_model=ctx.wrap(model),
-                      checkpoints=ctx.checkpoints, live=ctx.live)
+                      mode=TASKS[spec["task"]].mode, ctx=ctx)
     model.load_state_dict(result.best_state, strict=False)  # the best evaluation, not the last step
     saving = time.perf_counter()
     if ctx.rank == 0:
