@@ -50,15 +50,16 @@ ROWS = [
 ]
 
 
-def small_sweep(folder: Path, steps: int) -> Path:
+def small_sweep(folder: Path, steps: int, ray_train: str = "auto") -> Path:
     """sweeps/demo.yaml shrunk: LAs en, sw, th; TAs MAD-X [en], BILINGUAL [en,sw] and [en,th]; four evals
-    (2 variants x 2 XNLI targets); `steps` training steps per adapter."""
+    (2 variants x 2 XNLI targets); `steps` training steps per adapter; `ray_train` as execution.ray_train."""
     sweep = yaml.safe_load((ROOT / "sweeps" / "demo.yaml").read_text())
     tiny = {"max_steps": steps, "eval_every": max(1, steps // 2), "batch_size": 16, "max_seq_length": 48}
     sweep.update(name="overhead", variants=["MAD-X", "BILINGUAL"])
     sweep["tasks"]["nli"].update(eval=["demo_xnli"], train_args={**tiny, "max_eval_examples": 50})
     sweep["language_adapters"].update(train_args=tiny, max_corpus_lines=400)
     del sweep["language_adapters"]["corpora"]["yo"]
+    sweep["execution"]["ray_train"] = ray_train
     path = folder / "overhead.yaml"
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))
     return path
@@ -215,6 +216,8 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the temp folder (storage, MLflow, sweep file)")
     p.add_argument("--fresh-cache", action="store_true", help="an empty token cache and demo world")
     p.add_argument("--json", help="also write the per-job figures here")
+    p.add_argument("--ray-train", choices=("auto", "always"), default="auto",
+                   help="execution.ray_train: 'always' trains every job in Ray Train workers (the old path)")
     p.add_argument("--verbose", action="store_true", help="Ray's worker logs (python -m tlr_ray.sweep --verbose)")
     a = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tlr_ray-overhead-"))
@@ -226,7 +229,7 @@ def main(argv=None) -> int:
             os.environ["TLR_RAY_CACHE"] = str(tmp / "cache")
         from tlr_ray.demo.world import ensure_demo_world
         ensure_demo_world()  # built before the clock starts (once per cache)
-        path = small_sweep(tmp, a.steps)
+        path = small_sweep(tmp, a.steps, a.ray_train)
         probe = Probe()
         probe.install()
         from tlr_ray import sweep as sweep_cli
@@ -244,7 +247,7 @@ def main(argv=None) -> int:
             sums["all"]["train"] + sum(sums[k].get("eval", 0.0) for k in ("la", "ba", "ta") if k in sums)
         ph = probe.phases
         print(f"\n## Where a trial's time goes: {len(probe.results)} jobs, {a.steps} steps per adapter, "
-              f"{os.cpu_count()} CPUs\n")
+              f"{os.cpu_count()} CPUs, execution.ray_train: {a.ray_train}\n")
         print(text)
         print(f"\nwall {wall:.1f} s (python -m tlr_ray.sweep, in this process): Ray start {ph['ray start']:.1f} s, "
               f"execute {ph['execute']:.1f} s (Ray start included), report {ph['report']:.1f} s, "

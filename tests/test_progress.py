@@ -1,7 +1,13 @@
 """The live view of a running sweep (tlr_ray/progress.py): what rank 0 sends, how often, and the line the
-driver shows. Ray is not needed for these; the e2e sweeps run the real display."""
+driver shows. Ray is not needed for these but the last, which runs the real CLI and display on a local
+cluster (#12: status lines with step counts while the first training job runs)."""
 from __future__ import annotations
 
+import re
+import subprocess
+
+import pytest
+from helpers import sweep_cmd, tiny_sweep
 from test_loop import Toy, batches
 
 from tlr_ray import progress
@@ -36,3 +42,18 @@ def test_the_status_line_has_each_job_and_the_sweeps_eta():
     d.finished.add("ta-2")
     assert "ETA 55 s" in d.line({"la-1": {"step": 40, "total": 100, "loss": 3.25, "rate": 2.0}})
     assert d.line({}) == "jobs 2/5"  # nothing reporting yet: no ETA to give
+
+
+@pytest.mark.slow
+def test_a_running_sweep_prints_status_lines_with_step_counts_before_its_first_training_job_ends(cluster):
+    """The real CLI on a local cluster, output not a terminal (as under `ray job logs`): while the first LA
+    trains, status lines name it with its step count, total, loss and rate."""
+    path = tiny_sweep(cluster["tmp"], "status", la_steps=60)
+    env = {**cluster["env"], "TLR_RAY_STATUS_EVERY_S": "2"}
+    out = subprocess.run(sweep_cmd(cluster, path), env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    first_la_done = next(i for i, ln in enumerate(lines) if re.match(r"\s*\[\d+/6\] LA ", ln))
+    status = [ln for ln in lines[:first_la_done]
+              if re.search(r"status: jobs \d+/6.*; LA \w+ \d+/60 loss \d+\.\d+ \d+\.\d+ steps/s", ln)]
+    assert status, "\n".join(lines[:first_la_done])

@@ -6,10 +6,12 @@ at the same step, and Tune's searchers and schedulers require their metric in ev
 is neither. So rank 0 of each training job sends `{step, total, loss, rate}` at most every few seconds
 to one named actor (fire and forget), and a driver thread reads it.
 On a terminal the display is a tqdm bar of jobs done, whose text lists the running jobs, refreshed at
-most every 5 s; elsewhere (`ray job logs`, CI) a plain status line at most every 30 s.
+most every 5 s; elsewhere (`ray job logs`, CI) a plain status line at most every 30 s
+(`TLR_RAY_STATUS_EVERY_S`).
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -88,7 +90,8 @@ class Display:
         self.board, self.total, self.labels, self.planned = board, total, labels, planned_steps
         self.done = done
         self.tty = sys.stdout.isatty() if tty is None else tty
-        self.every = 5.0 if self.tty else 30.0
+        # Elsewhere than a terminal (ray job logs, CI) every 30 s unless TLR_RAY_STATUS_EVERY_S says otherwise.
+        self.every = 5.0 if self.tty else float(os.environ.get("TLR_RAY_STATUS_EVERY_S") or 30.0)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="tlr_ray-progress", daemon=True)
         self.bar = None
