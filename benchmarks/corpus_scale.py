@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import random
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import psutil
@@ -78,10 +78,10 @@ print(seconds)
 """
 
 LA_JOB = """
-import json, sys
+import json, pickle, sys
 from tlr_ray.runner import run_job
 from tlr_ray.train.context import JobContext
-job, storage = json.loads(open(sys.argv[1]).read()), sys.argv[2]
+job, storage = pickle.loads(open(sys.argv[1], "rb").read()), sys.argv[2]
 print(json.dumps({k: v for k, v in run_job(job, storage, JobContext(progress=False)).items() if k != "history"}))
 """
 
@@ -114,8 +114,8 @@ def measure(mib: int, work: Path, workers: int) -> dict:
     where = f"{artifacts.location(str(storage), corpus.id)}/corpus"
     assert f"prepared: {where}" in out, f"the CLI prepared another job than the sweep plans:\n{out}"
     meta = json.loads((Path(where) / "meta.json").read_text())
-    job_file = work / "la.json"
-    job_file.write_text(json.dumps(asdict(la)))
+    job_file = work / "la.pickle"  # a Job (typed spec) as the sweep hands it to a worker
+    job_file.write_bytes(pickle.dumps(la))
     la_s, la_mib, la_out = peak_rss([python, "-c", LA_JOB, str(job_file), str(storage)])
     raw_s = float(peak_rss([python, "-c", RAW, str(text), sweep.model])[2].strip().splitlines()[-1])
     size = text.stat().st_size / 2**20

@@ -19,6 +19,32 @@ RAY = str(Path(sys.executable).parent / "ray")
 TINY_ARGS = {"max_steps": 2, "eval_every": 2, "batch_size": 8, "max_seq_length": 32}
 
 
+# --- hand-made jobs (tests that need a Job but no plan) -------------------------------------------------
+
+def eval_spec(**fields):
+    from tlr_ray.specs import EvalSpec
+    return EvalSpec(**{**dict(ta="ta-1", adapter=None, task="nli", task_options=None, data="demo", code="sw",
+                              split="test", batch_size=8, max_seq_length=32), **fields})
+
+
+def ta_spec(**fields):
+    from tlr_ray.config import TrainArgs
+    from tlr_ray.specs import TASpec
+    return TASpec(**{**dict(model="m", task="nli", task_options=None, train_data="demo",
+                            args=TrainArgs(batch_size=8, lr=1e-4, max_steps=1), reduction_factor=16,
+                            leave_out_last_layer=True, cycle=(), cycle_index="global_step",
+                            validation_adapter=None, seed=1), **fields})
+
+
+def hand_job(job_id: str, spec, needs: tuple[str, ...] = ()):
+    """A Job of `spec`'s kind with model "m" and nothing else planned about it."""
+    from tlr_ray.plan import Job
+    from tlr_ray.specs import EvalSpec, Inputs
+    return Job(id=job_id, kind="eval" if isinstance(spec, EvalSpec) else job_id.split("-")[0], task=spec.task,
+               dataset=None, variant=None, variants=(), seed=None, ratio=None, languages=(), target=None,
+               needs=needs, spec=spec, inputs=Inputs("m"))
+
+
 # --- files and data -------------------------------------------------------------------------------------
 
 def write(path: Path, text: str) -> Path:
@@ -45,19 +71,15 @@ def fake_hub(monkeypatch, result, calls: list | None = None) -> None:
 
 def run_corpora(plan, storage) -> None:
     """Prepare the plan's corpora (the `corpus` jobs every LA/BA needs), as a sweep does first."""
-    from dataclasses import asdict
-
     from tlr_ray.runner import run_job
     from tlr_ray.train.context import JobContext
     for job in plan.of_kind("corpus"):
-        run_job(asdict(job), str(storage), JobContext())
+        run_job(job, str(storage), JobContext())
 
 
 def run_tiny_sweep(storage, tasks: dict, languages, variants=("MAD-X",), overrides: dict | None = None):
     """The demo sweep shrunk to a few steps for `tasks` (entries as in a sweep file; TINY_ARGS filled in),
     planned and run job by job without Ray. Returns (plan, {eval job id: its metrics})."""
-    from dataclasses import asdict
-
     from tlr_ray.artifacts import verify
     from tlr_ray.plan import plan_sweep
     from tlr_ray.runner import run_job
@@ -72,7 +94,7 @@ def run_tiny_sweep(storage, tasks: dict, languages, variants=("MAD-X",), overrid
         **(overrides or {})})
     plan = plan_sweep(sweep)
     for job in plan.jobs:
-        run_job(asdict(job), str(storage), JobContext())
+        run_job(job, str(storage), JobContext())
     return plan, {j.id: verify(str(storage), j.id)["metrics"] for j in plan.of_kind("eval")}
 
 

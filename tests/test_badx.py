@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict
 
 import pytest
 from helpers import run_corpora
@@ -50,26 +49,26 @@ def test_variant_cycles_in_the_plan(write_sweep):
     by_id = {j.id: j for j in plan.jobs}
     tas = {}
     for j in plan.of_kind("ta"):
-        tas.setdefault(j.variant, set()).add((tuple(by_id[n].kind for n in j.spec["cycle"]), j.languages, j.ratio))
+        tas.setdefault(j.variant, set()).add((tuple(by_id[n].kind for n in j.spec.cycle), j.languages, j.ratio))
     assert tas["BAD-X"] == {(("ba",), ("en", t), r) for t in ("sw", "yo", "th") for r in ("1:1", "2:1")}
     assert tas["MA"] == {(("ba",), ("en", "sw", "yo"), None), (("ba",), ("en", "sw", "th"), None)}
     assert tas["TA-ONLY"] == {((), (), None)}
     bas = plan.of_kind("ba")
     assert {(b.languages, b.ratio) for b in bas} >= {(("en", "sw"), "2:1"), (("en", "sw", "yo"), "1:1")}
     ba_21 = next(b for b in bas if b.languages == ("en", "sw") and b.ratio == "2:1")
-    assert ba_21.spec["schedule"] == [0, 0, 1] and ba_21.spec["select_on"] == [1]  # target perplexity
-    assert not ba_21.spec["invertible"]
+    assert ba_21.spec.schedule == (0, 0, 1) and ba_21.spec.select_on == (1,)  # target perplexity
+    assert not ba_21.spec.invertible
     # BAD-X is evaluated with the BA it was trained on; TA-ONLY with no adapter
     for e in plan.of_kind("eval"):
         ta = by_id[e.needs[0]]
         if e.variant == "BAD-X":
-            assert e.needs[1] == ta.spec["cycle"][0] and e.ratio == ta.ratio
+            assert e.needs[1] == ta.spec.cycle[0] and e.ratio == ta.ratio
         if e.variant == "TA-ONLY":
             assert e.needs == (ta.id,) and e.languages == ()
     # -INV: LAs without invertible adapters, distinct from MAD-X's
     noinv = next(j for j in plan.of_kind("ta") if j.variant == "MAD-X-NOINV")
     madx = next(j for j in plan.of_kind("ta") if j.variant == "MAD-X")
-    assert not by_id[noinv.spec["cycle"][0]].spec["invertible"] and by_id[madx.spec["cycle"][0]].spec["invertible"]
+    assert not by_id[noinv.spec.cycle[0]].spec.invertible and by_id[madx.spec.cycle[0]].spec.invertible
 
 
 def test_la_seeds_shared_or_per_ta_seed(write_sweep):
@@ -92,8 +91,8 @@ def test_pretrained_adapter_replaces_training(write_sweep, tmp_path):
     cfg = {**yaml_corpora(write_sweep), "pretrained": {"swa": str(folder), "yo": "AdapterHub/yo-wiki"}}
     plan = plan_sweep(load_sweep(write_sweep(variants=["MAD-X"], language_adapters=cfg)))
     las = {j.languages[0]: j for j in plan.of_kind("la")}
-    assert las["sw"].inputs["pretrained"] == str(folder) and "corpora" not in las["sw"].inputs
-    assert las["yo"].inputs["pretrained"] == "AdapterHub/yo-wiki" and las["yo"].seed is None
+    assert las["sw"].inputs.pretrained == str(folder) and not las["sw"].needs  # no corpus to read
+    assert las["yo"].inputs.pretrained == "AdapterHub/yo-wiki" and las["yo"].seed is None
     with pytest.raises(ConfigError, match="not a saved adapter"):
         load_sweep(write_sweep(language_adapters={**yaml_corpora(write_sweep), "pretrained": {"sw": str(tmp_path)}}))
 
@@ -108,7 +107,7 @@ def test_ba_recipe_trains_on_both_corpora_and_selects_on_target(demo_world, tmp_
     plan = plan_sweep(sweep)
     ba = next(j for j in plan.of_kind("ba") if j.languages == ("en", "sw"))
     run_corpora(plan, tmp_path)
-    metrics = run_job(asdict(ba), str(tmp_path), JobContext())
+    metrics = run_job(ba, str(tmp_path), JobContext())
     best = next(h for h in metrics["history"] if h["step"] == metrics["best_step"])
     assert metrics["heldout_perplexity"] == best["perplexity_sw"]  # selected on the target's text
     assert metrics["heldout_perplexity"] == min(h["perplexity_sw"] for h in metrics["history"])
@@ -131,7 +130,7 @@ def test_badx_and_ta_only_plans_run_end_to_end(demo_world, tmp_path):
     plan = plan_sweep(sweep)
     assert not plan.of_kind("la") and len(plan.of_kind("ba")) == 2  # en+sw, en+th at 1:2
     for job in plan.jobs:
-        run_job(asdict(job), str(tmp_path), JobContext())
+        run_job(job, str(tmp_path), JobContext())
     for e in plan.of_kind("eval"):
         acc = artifacts.verify(str(tmp_path), e.id)["metrics"]["accuracy"]
         assert 0 <= acc <= 100

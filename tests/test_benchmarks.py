@@ -3,7 +3,6 @@ eager attention with adapters, the phase timers the recipes report, and benchmar
 from __future__ import annotations
 
 import subprocess
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -159,7 +158,7 @@ def test_recipes_report_their_phase_times(demo_world, tmp_path):
         todo.extend(by_id[job_id].needs)
     returned = {}
     for job_id in dict.fromkeys(order):
-        returned[job_id] = run_job(asdict(by_id[job_id]), str(tmp_path), JobContext())
+        returned[job_id] = run_job(by_id[job_id], str(tmp_path), JobContext())
     phase = {"time_model_s", "time_data_s", "time_eval_s", "time_save_s"}
     own = {"time_inputs_s", "time_imports_s", "time_recipe_s", "time_publish_s"}
     for job_id, metrics in returned.items():

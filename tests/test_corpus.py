@@ -4,7 +4,6 @@ disjoint share per rank; checksummed artifacts that are prepared again when dama
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -130,8 +129,8 @@ def test_per_language_heldout_fraction_and_eval_every(sweep_with):
     plan = plan_sweep(sweep_with(per_language={"en": {"heldout_fraction": 0.01, "eval_every": 3}}))
     corpora = {j.languages[0]: j for j in plan.of_kind("corpus")}
     las = {j.languages[0]: j for j in plan.of_kind("la")}
-    assert corpora["en"].spec["heldout_fraction"] == 0.01 and corpora["sw"].spec["heldout_fraction"] == 0.05
-    assert las["en"].spec["args"]["eval_every"] == 3 and las["sw"].spec["args"]["eval_every"] == 2
+    assert corpora["en"].spec.heldout_fraction == 0.01 and corpora["sw"].spec.heldout_fraction == 0.05
+    assert las["en"].spec.args.eval_every == 3 and las["sw"].spec.args.eval_every == 2
     with pytest.raises(ConfigError, match="per_language.en.heldout_fraction"):
         sweep_with(per_language={"en": {"heldout_fraction": 1.5}})
 
@@ -140,14 +139,14 @@ def test_damaged_corpus_is_detected_and_prepared_again(sweep_with, tmp_path):
     plan = plan_sweep(sweep_with())
     sw = next(j for j in plan.of_kind("corpus") if j.languages == ("sw",))
     storage = str(tmp_path / "store")
-    run_job(asdict(sw), storage, JobContext())
+    run_job(sw, storage, JobContext())
     train = Path(artifacts.location(storage, sw.id)) / "corpus" / cp.TRAIN
     digest = hashlib.sha256(train.read_bytes()).hexdigest()
     with open(train, "r+b") as f:
         f.truncate(train.stat().st_size // 2)
     assert artifacts.verify(storage, sw.id) is None  # reported and moved aside, never used
     assert any(p.name.startswith(sw.id) for p in (tmp_path / "store" / "corrupt").iterdir())
-    run_job(asdict(sw), storage, JobContext())
+    run_job(sw, storage, JobContext())
     assert artifacts.verify(storage, sw.id) is not None
     assert hashlib.sha256(train.read_bytes()).hexdigest() == digest
 
@@ -160,7 +159,7 @@ def test_interrupted_preparation_leaves_no_artifact(sweep_with, tmp_path, monkey
         raise KeyboardInterrupt
     monkeypatch.setattr(cp, "_tokenize_chunk", crash)
     with pytest.raises(KeyboardInterrupt):
-        run_job(asdict(sw), str(tmp_path), JobContext())
+        run_job(sw, str(tmp_path), JobContext())
     assert artifacts.verify(str(tmp_path), sw.id) is None and not list((tmp_path / "staging").iterdir())
 
 
@@ -179,7 +178,7 @@ def test_bad_corpora_get_clear_errors(sweep_with, tmp_path, content, at_load, me
     plan = plan_sweep(sweep_with(content))
     sw = next(j for j in plan.of_kind("corpus") if j.languages == ("sw",))
     with pytest.raises(DataError, match=message) as e:
-        run_job(asdict(sw), str(tmp_path / "store"), JobContext())
+        run_job(sw, str(tmp_path / "store"), JobContext())
     assert "sw.txt" in str(e.value) and "language sw" in str(e.value)
 
 
@@ -188,7 +187,7 @@ def test_non_utf8_deep_in_a_file_fails_the_corpus_job_with_its_line(sweep_with, 
     plan = plan_sweep(sweep_with(good + b"bad \xff byte\n"))  # past what the load-time check reads
     sw = next(j for j in plan.of_kind("corpus") if j.languages == ("sw",))
     with pytest.raises(DataError, match="line 10001"):
-        run_job(asdict(sw), str(tmp_path / "store"), JobContext())
+        run_job(sw, str(tmp_path / "store"), JobContext())
 
 
 def test_la_on_a_prepared_corpus_is_reproducible(sweep_with, tmp_path):
@@ -196,8 +195,8 @@ def test_la_on_a_prepared_corpus_is_reproducible(sweep_with, tmp_path):
     storage = str(tmp_path / "store")
     run_corpora(plan, storage)
     la = next(j for j in plan.of_kind("la") if j.languages == ("sw",))
-    first = run_job(asdict(la), storage, JobContext())
-    again = run_job(asdict(la), storage, JobContext())  # trained again from scratch (the artifact is kept)
+    first = run_job(la, storage, JobContext())
+    again = run_job(la, storage, JobContext())  # trained again from scratch (the artifact is kept)
     assert [h["perplexity"] for h in first["history"]] == [h["perplexity"] for h in again["history"]]
 
 
@@ -220,7 +219,7 @@ def test_resumed_la_equals_an_uninterrupted_one(sweep_with, tmp_path):
     plan = plan_sweep(sweep_with())
     storage = str(tmp_path / "store")
     run_corpora(plan, storage)
-    la = asdict(next(j for j in plan.of_kind("la") if j.languages == ("sw",)))
+    la = next(j for j in plan.of_kind("la") if j.languages == ("sw",))
     saves = []
     whole = run_job(la, storage, JobContext(checkpoints=Checkpoints(
         every=2, load=lambda: None, save=lambda state, m: saves.append(copy.deepcopy(state)))))

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from helpers import eval_spec, hand_job
 
 from tlr_ray.config import TrainArgs
 from tlr_ray.plan import plan_sweep
@@ -112,7 +113,7 @@ def test_a_job_with_a_non_finite_metric_publishes_nothing(tmp_path, monkeypatch,
     """An eval job (no training loop to catch it) whose metric is NaN/inf fails in run_job, before publishing."""
     from tlr_ray import artifacts, runner
     from tlr_ray.train.context import JobContext
-    job = {"id": "eval-x", "kind": "eval", "needs": [], "spec": {}, "inputs": {}}
+    job = hand_job("eval-x", eval_spec())
     monkeypatch.setattr(runner, "recipe", lambda kind: lambda job, out, ctx: {"accuracy": bad, "examples": 0})
     with pytest.raises(RuntimeError) as e:
         runner.run_job(job, str(tmp_path), JobContext())

@@ -9,6 +9,7 @@ import pytest
 import torch
 from adapters import AutoAdapterModel
 from adapters.methods.modeling import NICECouplingBlock
+from helpers import eval_spec, hand_job, ta_spec
 
 from tlr_ray.train import models
 from tlr_ray.train.context import JobContext
@@ -183,8 +184,7 @@ def test_eval_recipe_loads_the_la_as_its_ta_was_trained(tmp_path, monkeypatch, f
     monkeypatch.setattr(evaluate, "load_tokenizer", lambda *a: None)
     monkeypatch.setattr(evaluate, "task_model", lambda *a: stub_model())
     ctx = JobContext(deps={"ta-1": write_manifest(tmp_path / "ta", flag), "la-1": tmp_path / "la"})
-    job = {"spec": {"task": "nli", "ta": "ta-1", "adapter": "la-1"},
-           "inputs": {"model": "m", "model_revision": None}}
+    job = hand_job("eval-1", eval_spec(ta="ta-1", adapter="la-1"))
     with pytest.raises(Loaded):
         evaluate.run_eval(job, tmp_path / "out", ctx)
     assert seen == [flag]
@@ -196,10 +196,9 @@ def test_ta_recipe_loads_its_las_with_its_switch(tmp_path, monkeypatch, flag):
     seen = spy_load_la(monkeypatch, "tlr_ray.train.ta")
     monkeypatch.setattr(ta, "load_tokenizer", lambda *a: None)
     monkeypatch.setattr(ta, "task_model", lambda *a: stub_model())
-    spec = {"task": "nli", "seed": 1, "args": {"batch_size": 8, "lr": 1e-4, "max_steps": 1},
-            "validation_adapter": None, "cycle": ["la-1"], "leave_out_last_layer": flag}
+    spec = ta_spec(cycle=("la-1",), leave_out_last_layer=flag)
     with pytest.raises(Loaded):
-        ta.train_ta({"spec": spec, "inputs": {"model": "m", "model_revision": None}}, tmp_path,
+        ta.train_ta(hand_job("ta-1", spec), tmp_path,
                     JobContext(deps={"la-1": tmp_path / "la"}))
     assert seen == [flag]
 
@@ -212,9 +211,8 @@ def test_alignment_loads_las_with_the_tas_switch(tmp_path, monkeypatch, flag):
     monkeypatch.setattr(models, "task_model", lambda *a: stub_model())
     monkeypatch.setattr(alignment.artifacts, "verify", lambda storage, job_id: {})
     monkeypatch.setattr(alignment.artifacts, "local_copy", lambda storage, job_id: tmp_path / job_id)
-    ta_job = SimpleNamespace(id="ta-1", task="nli", spec={"leave_out_last_layer": flag},
-                             inputs={"train": {}})
-    ev = SimpleNamespace(spec={"adapter": "la-sw", "split": "test", "code": "sw"}, inputs={"data": {}})
+    ta_job = hand_job("ta-1", ta_spec(leave_out_last_layer=flag))
+    ev = hand_job("eval-1", eval_spec(adapter="la-sw", split="test", code="sw"))
     monkeypatch.setattr(alignment, "find_jobs", lambda plan, v, d, t: (ev, ta_job, "la-en"))
     sweep = SimpleNamespace(model="m", config=SimpleNamespace(model_revision=None,
                                                               tasks={"nli": SimpleNamespace(name=lambda k: k)}),

@@ -1,8 +1,6 @@
 """The LA and TA recipes on the demo world's real (tiny) model with the real `adapters` library."""
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import pytest
 import torch
 from adapters import AutoAdapterModel
@@ -40,7 +38,7 @@ def state(model) -> dict[str, torch.Tensor]:
 
 def test_la_recipe_trains_only_the_adapter(tiny_plan, monkeypatch):
     sweep, plan, storage = tiny_plan
-    job = asdict(plan.of_kind("la")[0])
+    job = plan.of_kind("la")[0]
     captured = {}
     real_freeze = models.freeze_all_but
 
@@ -59,7 +57,7 @@ def test_la_recipe_trains_only_the_adapter(tiny_plan, monkeypatch):
     assert metrics["heldout_perplexity"] == min(h["perplexity"] for h in metrics["history"])
     # The saved LA is in the adapters library's own format: loadable with model.load_adapter(path).
     model = AutoAdapterModel.from_pretrained(sweep.model)
-    name = model.load_adapter(f"{storage}/jobs/{job['id']}/adapter")
+    name = model.load_adapter(f"{storage}/jobs/{job.id}/adapter")
     assert name in model.adapters_config and model.adapters_config.get(name)["inv_adapter"] == "nice"
     layers = model.config.num_hidden_layers
     # Trained on every layer, MAD-X 2.0 switch on or off: the last layer is left out when it is loaded.
@@ -76,7 +74,7 @@ def test_cycle_position():
 def test_ta_recipe_cycles_las_and_freezes_everything_else(tiny_plan, monkeypatch):
     sweep, plan, storage = tiny_plan
     for la in plan.of_kind("la"):
-        run_job(asdict(la), storage, JobContext())
+        run_job(la, storage, JobContext())
     ta = next(j for j in plan.of_kind("ta") if j.variant == "ALL-MULTI")
     captured = {"active": []}
     real = models.task_model
@@ -97,13 +95,13 @@ def test_ta_recipe_cycles_las_and_freezes_everything_else(tiny_plan, monkeypatch
         captured["before"] = state(model)
 
     monkeypatch.setattr("tlr_ray.train.ta.freeze_all_but", snapshot_after_freeze)
-    run_job(asdict(ta), storage, JobContext())
+    run_job(ta, storage, JobContext())
     model, before = captured["model"], captured["before"]
     after = state(model)
     changed = {n for n in before if not torch.equal(before[n], after[n])}
     assert changed and all(".adapters.ta." in n or n.startswith("heads.ta.") for n in changed), changed
     # The sequence of active LAs over steps is the cycle repeated.
-    cycle = [adapter_name(i) for i in ta.spec["cycle"]]
+    cycle = [adapter_name(i) for i in ta.spec.cycle]
     expected = [str(Stack(cycle[s % len(cycle)], "ta")) for s in range(TINY["max_steps"])]
     assert captured["active"] == expected
     assert len(cycle) == 4  # ALL-MULTI: en + sw, yo, th

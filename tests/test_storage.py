@@ -10,14 +10,16 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.fs as pafs
 import pytest
+from helpers import eval_spec, hand_job, ta_spec
 from pyarrow._fs import _MockFileSystem
 
 from tlr_ray import artifacts
 from tlr_ray import storage as store
+from tlr_ray.specs import canonical
 from tlr_ray.typed_yaml import ConfigError
 from tlr_ray.validate import load_sweep
 
-JOB = {"id": "ta-0123abcd", "kind": "ta", "spec": {"lr": 1e-4}, "inputs": {"train": "demo"}}
+JOB = hand_job("ta-0123abcd", ta_spec())
 WEIGHTS = bytes(range(256)) * 64
 
 
@@ -34,7 +36,7 @@ def storage(request, tmp_path, monkeypatch) -> str:
 
 
 def stage(storage: str, weights: bytes = WEIGHTS) -> Path:
-    staging = artifacts.new_staging(storage, JOB["id"])
+    staging = artifacts.new_staging(storage, JOB.id)
     (staging / "adapter").mkdir()
     (staging / "adapter" / "weights.bin").write_bytes(weights)
     (staging / "adapter" / "adapter_config.json").write_text('{"reduction_factor": 16}')
@@ -68,19 +70,19 @@ def test_round_trip(storage, tmp_path):
     # A local store stages inside itself (publish is a rename); a remote one in a local temp folder.
     assert (Path(store.resolve(storage)) in staging.parents) == local
     where = artifacts.publish(storage, staging, JOB, {"accuracy": 75.0}, ran_on={"host": "h"})
-    assert where == artifacts.location(storage, JOB["id"]) == store.join(store.resolve(storage), "jobs", JOB["id"])
+    assert where == artifacts.location(storage, JOB.id) == store.join(store.resolve(storage), "jobs", JOB.id)
     assert not staging.exists()  # consumed
-    assert files_under(storage, f"jobs/{JOB['id']}") == [
+    assert files_under(storage, f"jobs/{JOB.id}") == [
         "adapter/adapter_config.json", "adapter/weights.bin", "manifest.json", "predictions.parquet"]
-    manifest = artifacts.verify(storage, JOB["id"])
-    assert manifest["metrics"] == {"accuracy": 75.0} and manifest["spec"] == JOB["spec"]
+    manifest = artifacts.verify(storage, JOB.id)
+    assert manifest["metrics"] == {"accuracy": 75.0} and manifest["spec"] == canonical(JOB.spec)
     assert set(manifest["files"]) == {"adapter/adapter_config.json", "adapter/weights.bin", "predictions.parquet"}
-    copy = artifacts.local_copy(storage, JOB["id"])
+    copy = artifacts.local_copy(storage, JOB.id)
     assert (copy / "adapter" / "weights.bin").read_bytes() == WEIGHTS
     if local:
         assert copy == Path(where)
     else:
-        assert copy == tmp_path / "cache" / "artifacts" / JOB["id"]
+        assert copy == tmp_path / "cache" / "artifacts" / JOB.id
         assert json.loads((copy / "manifest.json").read_text()) == manifest
 
 
@@ -88,7 +90,7 @@ def test_round_trip(storage, tmp_path):
 def test_eval_predictions_read_from_the_artifact_location(storage):
     from analysis import predictions
     with pytest.raises(FileNotFoundError, match="no predictions.parquet"):
-        predictions.load(artifacts.location(storage, JOB["id"]), "nli", "accuracy")
+        predictions.load(artifacts.location(storage, JOB.id), "nli", "accuracy")
     where = publish(storage)
     assert predictions.load(where, "nli", "accuracy").value() == 75.0
 
@@ -96,7 +98,7 @@ def test_eval_predictions_read_from_the_artifact_location(storage):
 @pytest.mark.parametrize("damage", ["truncated", "no manifest"])
 def test_damage_is_detected_moved_aside_and_the_job_publishable_again(storage, damage, caplog):
     publish(storage)
-    fs, folder = fs_path(storage, "jobs", JOB["id"])
+    fs, folder = fs_path(storage, "jobs", JOB.id)
     if damage == "truncated":
         with fs.open_output_stream(f"{folder}/adapter/weights.bin") as f:
             f.write(WEIGHTS[:100])
@@ -105,36 +107,36 @@ def test_damage_is_detected_moved_aside_and_the_job_publishable_again(storage, d
         fs.delete_file(f"{folder}/manifest.json")
         problem = "no readable manifest"
     with caplog.at_level(logging.WARNING, logger="tlr_ray.artifacts"):
-        assert artifacts.verify(storage, JOB["id"]) is None
+        assert artifacts.verify(storage, JOB.id) is None
     (record,) = [r for r in caplog.records if r.name == "tlr_ray.artifacts"]
     msg = record.getMessage()
-    assert JOB["id"] in msg and problem in msg and "corrupt" in msg, msg
+    assert JOB.id in msg and problem in msg and "corrupt" in msg, msg
     assert kind(fs, folder) == pafs.FileType.NotFound  # no longer in jobs/
     aside = files_under(storage, "corrupt")
-    assert aside and all(p.startswith(f"{JOB['id']}-") for p in aside)
+    assert aside and all(p.startswith(f"{JOB.id}-") for p in aside)
     assert any(p.endswith("adapter/weights.bin") for p in aside)  # kept for inspection
-    assert artifacts.verify(storage, JOB["id"]) is None  # nothing there now: not an error again
+    assert artifacts.verify(storage, JOB.id) is None  # nothing there now: not an error again
     publish(storage)
-    assert artifacts.verify(storage, JOB["id"])["metrics"] == {"accuracy": 75.0}
-    assert (artifacts.local_copy(storage, JOB["id"]) / "adapter" / "weights.bin").read_bytes() == WEIGHTS
+    assert artifacts.verify(storage, JOB.id)["metrics"] == {"accuracy": 75.0}
+    assert (artifacts.local_copy(storage, JOB.id) / "adapter" / "weights.bin").read_bytes() == WEIGHTS
 
 
 def test_partial_upload_without_manifest_never_counts(storage):
     """What an interrupted remote publish leaves (files, no manifest) is not an artifact."""
-    fs, folder = fs_path(storage, "jobs", JOB["id"])
+    fs, folder = fs_path(storage, "jobs", JOB.id)
     store.make_parent(fs, f"{folder}/adapter/weights.bin")
     with fs.open_output_stream(f"{folder}/adapter/weights.bin") as f:
         f.write(WEIGHTS)
-    assert artifacts.verify(storage, JOB["id"]) is None
+    assert artifacts.verify(storage, JOB.id) is None
     publish(storage)
-    assert artifacts.verify(storage, JOB["id"]) is not None
+    assert artifacts.verify(storage, JOB.id) is not None
 
 
 def test_publish_keeps_an_intact_artifact_of_the_same_job(storage):
     publish(storage)
     publish(storage, weights=b"another attempt")  # a retried trial finishing second
-    assert (artifacts.local_copy(storage, JOB["id"]) / "adapter" / "weights.bin").read_bytes() == WEIGHTS
-    assert artifacts.verify(storage, JOB["id"]) is not None
+    assert (artifacts.local_copy(storage, JOB.id) / "adapter" / "weights.bin").read_bytes() == WEIGHTS
+    assert artifacts.verify(storage, JOB.id) is not None
     assert files_under(storage, "corrupt") == []
 
 
@@ -142,41 +144,41 @@ def test_publish_keeps_an_intact_artifact_of_the_same_job(storage):
 def test_local_copy_is_reused_and_downloaded_again_when_damaged(storage, monkeypatch, caplog):
     remote = storage
     publish(remote)
-    copy = artifacts.local_copy(remote, JOB["id"])
+    copy = artifacts.local_copy(remote, JOB.id)
     calls = []
     real = artifacts._download
     monkeypatch.setattr(artifacts, "_download", lambda *a: calls.append(a) or real(*a))
-    assert artifacts.local_copy(remote, JOB["id"]) == copy and calls == []  # intact: reused
+    assert artifacts.local_copy(remote, JOB.id) == copy and calls == []  # intact: reused
     (copy / "adapter" / "weights.bin").write_bytes(b"damaged")
     with caplog.at_level(logging.WARNING, logger="tlr_ray.artifacts"):
-        assert artifacts.local_copy(remote, JOB["id"]) == copy
+        assert artifacts.local_copy(remote, JOB.id) == copy
     assert len(calls) == 1 and "downloading it again" in caplog.text
     assert (copy / "adapter" / "weights.bin").read_bytes() == WEIGHTS
-    assert artifacts.verify(remote, JOB["id"]) is not None  # the store's copy was never touched
+    assert artifacts.verify(remote, JOB.id) is not None  # the store's copy was never touched
 
 
 @pytest.mark.parametrize("storage", ["mock", "file"], indirect=True)
 def test_local_copy_of_a_damaged_remote_artifact_fails_and_moves_it_aside(storage):
     remote = storage
     publish(remote)
-    fs, folder = fs_path(remote, "jobs", JOB["id"])
+    fs, folder = fs_path(remote, "jobs", JOB.id)
     with fs.open_output_stream(f"{folder}/predictions.parquet") as f:
         f.write(b"not parquet")
     with pytest.raises(RuntimeError, match="predictions.parquet does not match its checksum.*moved aside"):
-        artifacts.local_copy(remote, JOB["id"])
-    assert not (store.cache_root() / "artifacts" / JOB["id"]).exists()
-    assert artifacts.verify(remote, JOB["id"]) is None and files_under(remote, "corrupt")
+        artifacts.local_copy(remote, JOB.id)
+    assert not (store.cache_root() / "artifacts" / JOB.id).exists()
+    assert artifacts.verify(remote, JOB.id) is None and files_under(remote, "corrupt")
     with pytest.raises(FileNotFoundError, match="no readable manifest"):
-        artifacts.local_copy(remote, JOB["id"])
+        artifacts.local_copy(remote, JOB.id)
 
 
 def test_runner_dependencies_are_local_folders(storage):
     from tlr_ray.runner import dependencies
     publish(storage)
-    deps = dependencies({"id": "eval-1", "needs": [JOB["id"]]}, storage)
-    assert (deps[JOB["id"]] / "adapter" / "weights.bin").read_bytes() == WEIGHTS
+    deps = dependencies(hand_job("eval-1", eval_spec(), needs=(JOB.id,)), storage)
+    assert (deps[JOB.id] / "adapter" / "weights.bin").read_bytes() == WEIGHTS
     with pytest.raises(RuntimeError, match="needs la-missing, which has no intact artifact"):
-        dependencies({"id": "eval-1", "needs": ["la-missing"]}, storage)
+        dependencies(hand_job("eval-1", eval_spec(), needs=("la-missing",)), storage)
 
 
 def test_join_resolve_and_scheme_checks(tmp_path, monkeypatch):
@@ -257,13 +259,13 @@ def test_mlflow_artifact_root_of_a_remote_store(tmp_path):
 
 def test_publish_over_a_damaged_artifact_replaces_it(storage):
     publish(storage, weights=b"first attempt")
-    fs, folder = fs_path(storage, "jobs", JOB["id"])
+    fs, folder = fs_path(storage, "jobs", JOB.id)
     with fs.open_output_stream(f"{folder}/adapter/weights.bin") as f:
         f.write(b"first")
     publish(storage)  # no verify in between: publish itself finds the damaged one and moves it aside
-    assert artifacts.verify(storage, JOB["id"])["files"]["adapter/weights.bin"] == \
-        artifacts._file_sha256(artifacts.local_copy(storage, JOB["id"]) / "adapter" / "weights.bin")
-    assert (artifacts.local_copy(storage, JOB["id"]) / "adapter" / "weights.bin").read_bytes() == WEIGHTS
+    assert artifacts.verify(storage, JOB.id)["files"]["adapter/weights.bin"] == \
+        artifacts._file_sha256(artifacts.local_copy(storage, JOB.id) / "adapter" / "weights.bin")
+    assert (artifacts.local_copy(storage, JOB.id) / "adapter" / "weights.bin").read_bytes() == WEIGHTS
     assert files_under(storage, "corrupt")
 
 
@@ -273,6 +275,6 @@ def test_remote_publish_uploads_the_manifest_last(storage, monkeypatch):
     monkeypatch.setattr(store, "upload", lambda fs, local, path: order.append(path) or upload(fs, local, path))
     monkeypatch.setattr(store, "write_bytes", lambda fs, path, data: order.append(path) or write_bytes(fs, path, data))
     publish(storage)
-    _, folder = fs_path(storage, "jobs", JOB["id"])
+    _, folder = fs_path(storage, "jobs", JOB.id)
     assert [p[len(folder) + 1:] for p in order] == [
         "adapter/adapter_config.json", "adapter/weights.bin", "predictions.parquet", "manifest.json"]

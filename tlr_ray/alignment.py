@@ -29,7 +29,7 @@ def find_jobs(plan, variant: str, dataset: str, target: str):
     if not evals:
         raise SystemExit(f"error: no eval job of {variant} on {dataset}/{target} in this sweep")
     ta = by_id[evals[0].needs[0]]
-    return evals[0], ta, ta.spec["validation_adapter"] or (ta.spec["cycle"] or [None])[0]
+    return evals[0], ta, ta.spec.validation_adapter or (ta.spec.cycle or [None])[0]
 
 
 def cls_means(model, tokenized, task, tokenizer, device, batch_size: int = 64):
@@ -56,28 +56,28 @@ def measure(sweep, plan, storage: str, variant: str, dataset: str, target: str, 
     import torch
     from adapters.composition import Stack
 
-    from tlr_ray.tasks import DataSource, get_task
+    from tlr_ray.tasks import get_task
     from tlr_ray.train.models import load_la, load_tokenizer, task_model
     ev, ta, source_adapter = find_jobs(plan, variant, dataset, target)
-    for needed in [ta.id, *(n for n in (ev.spec["adapter"], source_adapter) if n)]:
+    for needed in [ta.id, *(n for n in (ev.spec.adapter, source_adapter) if n)]:
         if artifacts.verify(storage, needed) is None:
             raise SystemExit(f"error: {needed} has no artifact in {storage}; run the sweep first")
-    task = get_task(ta.task, ta.spec.get("task_options") or {})
+    task = get_task(ta.task, ta.spec.task_options or {})
     tokenizer = load_tokenizer(sweep.model, sweep.config.model_revision)
     model = task_model(sweep.model, sweep.config.model_revision)
     model.load_adapter(str(artifacts.local_copy(storage, ta.id) / "adapter"), load_as="ta", with_head=True)
     args = sweep.task_args[next(k for k, s in sweep.config.tasks.items() if s.name(k) == ta.task)]
     sides = {}
     for side, adapter_id, source, split, code in (
-            ("source", source_adapter, ta.inputs["train"], "validation", None),
-            ("target", ev.spec["adapter"], ev.inputs["data"], ev.spec["split"], ev.spec["code"])):
+            ("source", source_adapter, ta.inputs.train, "validation", None),
+            ("target", ev.spec.adapter, ev.inputs.data, ev.spec.split, ev.spec.code)):
         name = f"{side}_adapter"
         if adapter_id:
             # as the TA was trained and evaluated: MAD-X 2.0 drops the LA's last layer at load
             load_la(model, artifacts.local_copy(storage, adapter_id) / "adapter", name,
-                    ta.spec["leave_out_last_layer"])
+                    ta.spec.leave_out_last_layer)
         model.active_adapters = Stack(name, "ta") if adapter_id else Stack("ta")
-        data = task.load(DataSource(**source), split, code)
+        data = task.load(source, split, code)
         data = data.shuffle(seed=0).select(range(min(examples, len(data))))
         sides[side] = cls_means(model, task.tokenize(data, tokenizer, args.max_seq_length), task, tokenizer,
                                 torch.device("cpu"))

@@ -30,10 +30,14 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.fs as pafs
 
 from tlr_ray import storage as store
+
+if TYPE_CHECKING:
+    from tlr_ray.plan import Job
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -71,20 +75,20 @@ def _file_sha256(path: Path) -> str:
         return _sha256(f)
 
 
-def publish(storage: str | os.PathLike, staging: Path, job: dict, metrics: dict,
+def publish(storage: str | os.PathLike, staging: Path, job: Job, metrics: dict,
             ran_on: dict | None = None) -> str:
     """Checksum everything in `staging` and publish it as the job's artifact, manifest last; `staging`
     is consumed. If the job already has an intact artifact (a retried trial, a concurrent sweep), that
     one is kept. Returns the artifact's location."""
     files = {p.relative_to(staging).as_posix(): _file_sha256(p)
              for p in sorted(staging.rglob("*")) if p.is_file()}
-    manifest = {"job_id": job["id"], "kind": job["kind"], "spec": job["spec"], "inputs": job["inputs"],
+    manifest = {"job_id": job.id, "kind": job.kind, **job.record(),
                 "metrics": metrics, "files": files, "created": time.time(), "ran_on": ran_on or {}}
     if store.is_local(storage):
         _publish_local(storage, staging, manifest)
     else:
         _publish_remote(storage, staging, manifest)
-    return location(storage, job["id"])
+    return location(storage, job.id)
 
 
 def _publish_local(storage, staging: Path, manifest: dict) -> None:

@@ -14,7 +14,6 @@ import os
 import resource
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from tlr_ray.config import LA_DEFAULTS, LanguageAdapters
@@ -52,7 +51,8 @@ def corpus_job(args) -> dict:
     """The job a sweep would plan for this file (same spec, so the same id)."""
     from tlr_ray import languages
     from tlr_ray.fingerprint import path_fingerprint
-    from tlr_ray.plan import Job, corpus_spec, model_fingerprint
+    from tlr_ray.plan import Job, job_id_of, model_fingerprint
+    from tlr_ray.specs import CorpusSpec, Inputs
     from tlr_ray.validate import resolve_path
     path = Path(args.file).expanduser().resolve()
     if not path.is_file():
@@ -64,13 +64,11 @@ def corpus_job(args) -> dict:
         raise DataError(f"{e} Give the file's language with --language.") from None
     local = args.model.startswith(("demo://", ".", "/", "~")) or Path(args.model).exists()  # as the sweep check
     model = str(resolve_path(args.model)) if local else args.model
-    spec = corpus_spec(model_fingerprint(model, args.revision), lang, path_fingerprint(str(path)), args.block_size,
-                       args.heldout_fraction, args.heldout_split, args.heldout_seed, args.max_lines)
-    from tlr_ray.fingerprint import digest
-    job = Job(id=f"corpus-{digest({'kind': 'corpus', **spec})[:16]}", kind="corpus", task=None, dataset=None,
-              variant=None, variants=(), seed=None, ratio=None, languages=(lang,), target=None, needs=(),
-              spec=spec, inputs={"model": model, "model_revision": args.revision, "corpus": {"path": str(path)}})
-    return asdict(job)
+    spec = CorpusSpec(model_fingerprint(model, args.revision), lang, path_fingerprint(str(path)), args.block_size,
+                      args.heldout_fraction, args.heldout_split, args.heldout_seed, args.max_lines)
+    return Job(id=job_id_of("corpus", spec), kind="corpus", task=None, dataset=None,
+               variant=None, variants=(), seed=None, ratio=None, languages=(lang,), target=None, needs=(),
+               spec=spec, inputs=Inputs(model, args.revision, corpus={"path": str(path)}))
 
 
 def main(argv=None) -> int:
@@ -81,9 +79,9 @@ def main(argv=None) -> int:
                                                 .expanduser() / "corpora"))
     try:
         job = corpus_job(args)
-        manifest = artifacts.verify(storage, job["id"])
+        manifest = artifacts.verify(storage, job.id)
         if manifest is not None:
-            print(f"already prepared: {artifacts.location(storage, job['id'])}/corpus")
+            print(f"already prepared: {artifacts.location(storage, job.id)}/corpus")
             print(_figures(manifest["metrics"]))
             return 0
         from tlr_ray.runner import run_job
@@ -95,7 +93,7 @@ def main(argv=None) -> int:
         return 2
     wall = time.perf_counter() - t0
     own, child = peak_mib()
-    print(f"prepared: {artifacts.location(storage, job['id'])}/corpus")
+    print(f"prepared: {artifacts.location(storage, job.id)}/corpus")
     print(_figures({**metrics, "wall_seconds": wall, "peak_rss_mib": own, "peak_rss_mib_worker": child}))
     return 0
 

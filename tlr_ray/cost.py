@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from tlr_ray.plan import Plan
+from tlr_ray.specs import PretrainedSpec
 
 TABLE = Path(__file__).parent / "step_times.yaml"
 
@@ -28,14 +29,16 @@ def model_key(configured_model: str) -> str:
 
 
 def job_steps(job, train_sizes: dict[str, int]) -> int | None:
-    args = job.spec.get("args", {})
-    if args.get("max_steps"):
-        return args["max_steps"]
+    args = getattr(job.spec, "args", None)  # a training job's TrainArgs
+    if args is None:
+        return None
+    if args.max_steps:
+        return args.max_steps
     size = train_sizes.get(job.dataset or "")
-    if job.kind == "ta" and size and args.get("epochs"):
-        return math.ceil(args["epochs"] * math.ceil(size / args["batch_size"]))
-    if job.kind in ("la", "ba") and args.get("steps_cap"):
-        return args["steps_cap"]  # the corpus size is known only once prepared: its upper bound
+    if job.kind == "ta" and size and args.epochs:
+        return math.ceil(args.epochs * math.ceil(size / args.batch_size))
+    if job.kind in ("la", "ba") and args.steps_cap:
+        return args.steps_cap  # the corpus size is known only once prepared: its upper bound
     return None
 
 
@@ -49,7 +52,7 @@ def estimate(plan: Plan, model: str, device: str, train_sizes: dict[str, int],
                 "measure one with benchmarks/step_time.py")
     hours, unknown = defaultdict(float), defaultdict(int)
     for job in plan.jobs:
-        if "pretrained" in job.spec or job.kind == "corpus":  # corpus jobs run on CPUs
+        if isinstance(job.spec, PretrainedSpec) or job.kind == "corpus":  # corpus jobs run on CPUs
             continue
         if job.kind == "eval":
             hours["eval"] += eval_sizes.get(job.dataset, 1000) * row["eval_per_example"] / 3600
@@ -59,7 +62,7 @@ def estimate(plan: Plan, model: str, device: str, train_sizes: dict[str, int],
             unknown[job.kind] += 1
             continue
         ref = row["mlm"] if job.kind in ("la", "ba") else row["ta"]
-        tokens = job.spec["args"]["batch_size"] * job.spec["args"]["max_seq_length"]
+        tokens = job.spec.args.batch_size * job.spec.args.max_seq_length
         hours[job.kind] += steps * ref["seconds"] * tokens / ref["tokens"] / 3600
     parts = [f"{k} {hours[k]:,.2f}" for k in ("la", "ba", "ta", "eval") if k in hours]
     lines = [f"Compute estimate on {device} (GPU-hours, {TABLE.name}): {', '.join(parts)}; "

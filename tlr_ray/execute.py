@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import asdict
 
 import ray
 from ray import tune
@@ -93,8 +92,8 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
     # A configured max_concurrent_trials means "the cluster grows": do not hold jobs back to its size now.
     capacity = None if ex.max_concurrent_trials else ray.cluster_resources()
     trainable = tune.with_parameters(
-        job_trial, jobs={j.id: asdict(j) for j in todo}, storage=storage, precision=ex.precision,
-        resources={kind: asdict(sweep.resources(kind)) for kind in limits},
+        job_trial, jobs={j.id: j for j in todo}, storage=storage, precision=ex.precision,
+        resources={kind: sweep.resources(kind) for kind in limits},
         checkpoint_every=ex.checkpoint_every, max_failures=ex.max_failures, ray_train=ex.ray_train)
     tracking = TrackingCallback(tracker, {j.id: j for j in todo}, storage, summary, len(todo), leases=leases)
     dispatcher = Dispatcher(todo, limits, summary, capacity, demands, claim=tracking.claim)
@@ -142,8 +141,7 @@ def live_display(todo: list[Job], tracking: TrackingCallback):
     (tlr_ray/progress.py): a tqdm bar on a terminal, a status line every 30 s elsewhere."""
     from tlr_ray.progress import BOARD, Board, Display
     board = Board.options(name=BOARD, get_if_exists=True).remote()
-    planned = {j.id: j.spec["args"]["max_steps"] for j in todo
-               if j.kind in ("la", "ba", "ta") and (j.spec.get("args") or {}).get("max_steps")}
+    planned = {j.id: j.spec.args.max_steps for j in todo if getattr(j.spec, "args", None) and j.spec.args.max_steps}
     tracking.display = Display(board, len(todo), {j.id: run_name(j) for j in todo}, planned, lambda: tracking.done)
     return tracking.display
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from tlr_ray.config import Sweep
 from tlr_ray.fingerprint import digest, path_fingerprint, source_fingerprint
 from tlr_ray.sampling import ba_schedule, ma_schedule, normal_ratio
+from tlr_ray.specs import CorpusSpec, EvalSpec, Inputs, MLMSpec, PretrainedSpec, Spec, TASpec, canonical
 from tlr_ray.tasks import DataSource
 from tlr_ray.variants import LA, VARIANTS, Adapter, Context
 
@@ -36,8 +37,12 @@ class Job:
     languages: tuple[str, ...]  # corpus, la: its language; ta: the LA cycle in order; eval: the LA at inference
     target: str | None
     needs: tuple[str, ...]
-    spec: dict = field(compare=False, repr=False)    # hashed into the id
-    inputs: dict = field(compare=False, repr=False)  # where inputs live at run time; not hashed
+    spec: Spec = field(compare=False, repr=False)      # hashed into the id (tlr_ray/specs.py)
+    inputs: Inputs = field(compare=False, repr=False)  # where inputs live at run time; not hashed
+
+    def record(self) -> dict:
+        """Spec and inputs as manifests and MLflow keep them (plain dicts)."""
+        return {"spec": canonical(self.spec), "inputs": self.inputs.record()}
 
     def contract(self) -> dict:
         """The `--dry-run --json` record (docs/plan-json.md)."""
@@ -66,8 +71,8 @@ class _Builder:
         self.model_fp = model_fingerprint(sweep.model, sweep.config.model_revision)
         self.model_inputs = {"model": sweep.model, "model_revision": sweep.config.model_revision}
 
-    def add(self, kind: str, spec: dict, inputs: dict, **meta) -> str:
-        job_id = f"{kind}-{digest({'kind': kind, **spec})[:16]}"
+    def add(self, kind: str, spec: Spec, inputs: Inputs, **meta) -> str:
+        job_id = job_id_of(kind, spec)
         variant = meta.pop("variant", None)
         if job_id not in self.jobs:
             self.jobs[job_id] = dict(id=job_id, kind=kind, spec=spec, inputs=inputs, variant=variant,
@@ -83,8 +88,8 @@ class _Builder:
         if ref.kind == "la" and ref.languages[0] in s.pretrained:
             where = s.pretrained[ref.languages[0]]
             fp = path_fingerprint(where) if where.startswith("/") else f"hub:{where}"
-            return self.add("la", {"model": self.model_fp, "language": ref.languages[0], "pretrained": fp},
-                            {**self.model_inputs, "pretrained": where}, task=None, dataset=None, seed=None,
+            return self.add("la", PretrainedSpec(self.model_fp, ref.languages[0], fp),
+                            Inputs(**self.model_inputs, pretrained=where), task=None, dataset=None, seed=None,
                             ratio=None, languages=ref.languages, target=None, needs=())
         if ref.kind == "la":
             args, rf, schedule, select = s.la_args_for(ref.languages[0]), la.reduction_factor, [0], [0]
@@ -94,10 +99,10 @@ class _Builder:
             select = list(range(1, len(ref.languages)))  # the lowest *target* perplexity wins
         corpora = [self.corpus(lang, args.max_seq_length) for lang in ref.languages]
         # Trained on all layers: the MAD-X 2.0 leave-out is applied where the LA is loaded under a TA.
-        spec = {"model": self.model_fp, "languages": list(ref.languages), "corpora": corpora,
-                "schedule": schedule, "select_on": select, "args": asdict(args), "reduction_factor": rf,
-                "invertible": ref.invertible, "seed": seed}
-        return self.add(ref.kind, spec, dict(self.model_inputs), task=None,
+        spec = MLMSpec(model=self.model_fp, languages=tuple(ref.languages), corpora=tuple(corpora),
+                       schedule=tuple(schedule), select_on=tuple(select), args=args, reduction_factor=rf,
+                       invertible=ref.invertible, seed=seed)
+        return self.add(ref.kind, spec, Inputs(**self.model_inputs), task=None,
                         dataset=None, seed=seed, ratio=ref.ratio if ref.kind == "ba" else None,
                         languages=ref.languages, target=None, needs=tuple(corpora))
 
@@ -112,9 +117,9 @@ class _Builder:
             from tlr_ray.languages import LANGUAGES
             wiki = f"{la.wikipedia_dump}.{LANGUAGES[lang].wiki}"
             where, fp = {"wikipedia": wiki}, f"hub:wikimedia/wikipedia:{wiki}"
-        spec = corpus_spec(self.model_fp, lang, fp, block_size, self.sweep.heldout_fraction(lang),
-                           la.heldout_split, la.heldout_seed, la.max_corpus_lines)
-        return self.add("corpus", spec, {**self.model_inputs, "corpus": where}, task=None, dataset=None,
+        spec = CorpusSpec(self.model_fp, lang, fp, block_size, self.sweep.heldout_fraction(lang),
+                          la.heldout_split, la.heldout_seed, la.max_corpus_lines)
+        return self.add("corpus", spec, Inputs(**self.model_inputs, corpus=where), task=None, dataset=None,
                         seed=None, ratio=None, languages=(lang,), target=None, needs=())
 
     def ta(self, entry: str, variant: str, seed: int, ratio: str | None, cycle: tuple[Adapter, ...]) -> str:
@@ -127,14 +132,13 @@ class _Builder:
             # Validate on source data with the source LA; a BA/MA covers the source itself.
             las = [a for a in cycle if a.kind == "la"]
             val = self.adapter(LA(s.config.source_language, las[0].invertible), seed) if las else cycle_ids[0]
-        spec = {"model": self.model_fp, "task": task, "task_options": spec_.options,
-                "train_data": _data_fp(train.source),
-                "args": asdict(s.task_args[entry]), "reduction_factor": ta.reduction_factor,
-                "leave_out_last_layer": s.config.leave_out_last_layer, "cycle": cycle_ids,
-                "cycle_index": ta.cycle_index, "validation_adapter": val, "seed": seed}
+        spec = TASpec(model=self.model_fp, task=task, task_options=spec_.options,
+                      train_data=_data_fp(train.source), args=s.task_args[entry],
+                      reduction_factor=ta.reduction_factor, leave_out_last_layer=s.config.leave_out_last_layer,
+                      cycle=tuple(cycle_ids), cycle_index=ta.cycle_index, validation_adapter=val, seed=seed)
         needs = tuple(dict.fromkeys([*cycle_ids, *([val] if val else [])]))
-        inputs = {**self.model_inputs, "train": asdict(train.source),
-                  "train_code": train.code_for(s.config.source_language)}  # for multi-language files
+        inputs = Inputs(**self.model_inputs, train=train.source,
+                        train_code=train.code_for(s.config.source_language))  # for multi-language files
         return self.add("ta", spec, inputs, task=task,
                         dataset=train.name, variant=variant, seed=seed, ratio=ratio,
                         languages=tuple(lang for a in cycle for lang in a.languages), target=None, needs=needs)
@@ -144,10 +148,10 @@ class _Builder:
         adapter_id = self.adapter(adapter, seed) if adapter else None
         spec_, args = self.sweep.config.tasks[entry], self.sweep.task_args[entry]
         task = spec_.name(entry)
-        spec = {"ta": ta_id, "adapter": adapter_id, "task": task, "task_options": spec_.options,
-                "data": _data_fp(dataset.source), "code": dataset.code_for(target), "split": dataset.eval_split,
-                "batch_size": args.eval_batch_size, "max_seq_length": args.max_seq_length}
-        return self.add("eval", spec, {**self.model_inputs, "data": asdict(dataset.source)}, task=task,
+        spec = EvalSpec(ta=ta_id, adapter=adapter_id, task=task, task_options=spec_.options,
+                        data=_data_fp(dataset.source), code=dataset.code_for(target), split=dataset.eval_split,
+                        batch_size=args.eval_batch_size, max_seq_length=args.max_seq_length)
+        return self.add("eval", spec, Inputs(**self.model_inputs, data=dataset.source), task=task,
                         dataset=dataset.name, variant=variant, seed=seed, ratio=ratio,
                         languages=adapter.languages if adapter else (), target=target,
                         needs=(ta_id, *([adapter_id] if adapter_id else [])))
@@ -158,12 +162,9 @@ def model_fingerprint(model: str, revision: str | None) -> str:
     return path_fingerprint(model) if model.startswith("/") else f"hub:{model}@{revision}"
 
 
-def corpus_spec(model_fp: str, lang: str, corpus_fp: str, block_size: int, heldout_fraction: float,
-                heldout_split: str = "random", heldout_seed: int = 0, max_lines: int | None = None) -> dict:
-    """A corpus job's spec (hashed into its id); `python -m tlr_ray.corpus` builds the same one."""
-    return {"model": model_fp, "language": lang, "corpus": corpus_fp, "block_size": block_size,
-            "heldout_fraction": heldout_fraction, "heldout_split": heldout_split, "heldout_seed": heldout_seed,
-            "max_lines": max_lines}
+def job_id_of(kind: str, spec: Spec) -> str:
+    """A job's id: its kind and the hash of its spec's canonical dict."""
+    return f"{kind}-{digest({'kind': kind, **canonical(spec)})[:16]}"
 
 
 def _data_fp(src: DataSource) -> str:
@@ -222,7 +223,8 @@ def describe(plan: Plan, file: str = "") -> str:
     lines.append("Jobs:")
     for j in plan.jobs:
         ratio = f" ratio={j.ratio}" if j.ratio else ""
-        what = {"corpus": f"corpus {j.languages[0]} (blocks of {j.spec.get('block_size')})",
+        blocks = j.spec.block_size if isinstance(j.spec, CorpusSpec) else None
+        what = {"corpus": f"corpus {j.languages[0]} (blocks of {blocks})",
                 "la": f"LA {j.languages[0]}", "ba": f"BA {'+'.join(j.languages)} ratio={j.ratio}",
                 "ta": f"{j.task} {j.variant}{ratio} seed={j.seed} cycle=[{', '.join(j.languages)}]",
                 "eval": f"{j.task} {j.dataset} {j.variant}{ratio} seed={j.seed} target={j.target}"}[j.kind]

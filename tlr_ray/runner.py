@@ -10,6 +10,7 @@ import shutil
 import time
 
 from tlr_ray import artifacts
+from tlr_ray.plan import Job
 from tlr_ray.train.context import JobContext
 
 
@@ -43,18 +44,18 @@ def where_running() -> dict:
     return out
 
 
-def dependencies(job: dict, storage: str) -> dict:
+def dependencies(job: Job, storage: str) -> dict:
     """Local folders of the published artifacts this job needs (downloaded when the store is remote);
     a missing or damaged one is an error."""
     deps = {}
-    for needed in job["needs"]:
+    for needed in job.needs:
         if artifacts.verify(storage, needed) is None:
-            raise RuntimeError(f"job {job['id']} needs {needed}, which has no intact artifact in {storage}")
+            raise RuntimeError(f"job {job.id} needs {needed}, which has no intact artifact in {storage}")
         deps[needed] = artifacts.local_copy(storage, needed)
     return deps
 
 
-def run_job(job: dict, storage: str, ctx: JobContext) -> dict:
+def run_job(job: Job, storage: str, ctx: JobContext) -> dict:
     """Run `job` and publish its artifact (rank 0 only). Returns the recipe's metrics, plus run_job's own
     phase times (`time_inputs_s`, `time_imports_s`, `time_recipe_s`, `time_publish_s`; see `timings`), which
     are not in the manifest: publishing's own time is known only once the manifest is written."""
@@ -63,10 +64,10 @@ def run_job(job: dict, storage: str, ctx: JobContext) -> dict:
     inputs_ready = time.perf_counter()
     if ctx.rank == 0 and ctx.live is None:
         from tlr_ray.progress import sender
-        ctx.live = sender(job["id"])  # the sweep driver's live display; None outside a sweep
-    staging = artifacts.new_staging(storage, job["id"]) if ctx.rank == 0 else None
+        ctx.live = sender(job.id)  # the sweep driver's live display; None outside a sweep
+    staging = artifacts.new_staging(storage, job.id) if ctx.rank == 0 else None
     try:
-        run = recipe(job["kind"])  # the first job in a process imports torch, transformers, adapters here
+        run = recipe(job.kind)  # the first job in a process imports torch, transformers, adapters here
         imported = time.perf_counter()
         metrics = run(job, staging, ctx)
         ran = time.perf_counter()
@@ -82,13 +83,13 @@ def run_job(job: dict, storage: str, ctx: JobContext) -> dict:
             shutil.rmtree(staging, ignore_errors=True)  # a failed attempt leaves nothing behind
 
 
-def earned(job: dict, metrics: dict) -> None:
+def earned(job: Job, metrics: dict) -> None:
     """No NaN or inf becomes a published result (training loops check their own losses and evaluations as
     they go; this catches the rest, e.g. an evaluation's metric on zero examples)."""
     bad = {k: v for k, v in metrics.items()
            if isinstance(v, numbers.Real) and not isinstance(v, bool) and not math.isfinite(v)}
     if bad:
-        raise RuntimeError(f"job {job['id']} ({job['kind']}): {', '.join(f'{k} = {v}' for k, v in bad.items())}: "
+        raise RuntimeError(f"job {job.id} ({job.kind}): {', '.join(f'{k} = {v}' for k, v in bad.items())}: "
                            "not a result, nothing is published. Check the job's data (an evaluation with no usable "
                            "examples?) and its inputs' training (a diverged adapter gives non-finite outputs)")
 

@@ -14,9 +14,10 @@ import json
 import time
 from pathlib import Path
 
-from tlr_ray.config import Sweep
+from tlr_ray.config import Resources, Sweep
 from tlr_ray.fingerprint import digest
 from tlr_ray.plan import Job, plan_sweep
+from tlr_ray.specs import canonical
 from tlr_ray.storage import StoreFile, is_local, join
 
 OBJECTIVE = "live/best_score"  # the TA's best validation score so far (higher is better)
@@ -39,7 +40,7 @@ def cache_file(sweep: Sweep, storage: str) -> Path | StoreFile:
     """storage/searches/<digest>.json: a Path in a local store, else a StoreFile (the same methods, read
     and written through the store's filesystem)."""
     search = dataclasses.asdict(sweep.config.search)
-    name = f"{digest({'ta': searched_ta(sweep).spec, 'search': search})[:16]}.json"
+    name = f"{digest({'ta': canonical(searched_ta(sweep).spec), 'search': search})[:16]}.json"
     return Path(storage) / "searches" / name if is_local(storage) else StoreFile(storage, "searches", name)
 
 
@@ -52,14 +53,14 @@ def param_space(sweep: Sweep) -> dict:
     return space
 
 
-def search_trial(config: dict, sweep: Sweep, storage: str, precision: str, resources: dict) -> None:
+def search_trial(config: dict, sweep: Sweep, storage: str, precision: str, resources: Resources) -> None:
     from tlr_ray.trial import job_trial
     job = searched_ta(with_args(sweep, sweep.config.search.task, config))
     ex = sweep.config.execution
     # Two trials may sample the same arguments (a `choice`), hence the same job, at once: each keeps its
     # own Ray Train run folder.
     from ray import tune
-    job_trial({"job_id": job.id}, {job.id: dataclasses.asdict(job)}, storage, precision, {"ta": resources},
+    job_trial({"job_id": job.id}, {job.id: job}, storage, precision, {"ta": resources},
               ex.checkpoint_every, ex.max_failures, train_run=f"{job.id}-{tune.get_context().get_trial_id()}",
               ray_train=ex.ray_train)
 
@@ -99,7 +100,7 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(search_trial, sweep=sweep, storage=storage,
                                                  precision=sweep.config.execution.precision,
-                                                 resources=dataclasses.asdict(res)),
+                                                 resources=res),
                             trial_holds(res, "ta", sweep.config.execution.ray_train)),
         param_space=param_space(sweep),
         tune_config=tune.TuneConfig(

@@ -307,7 +307,7 @@ class Tracker:
         if self.parent_id:
             tags["mlflow.parentRunId"] = self.parent_id
         run = self.client.create_run(self.experiment_id, tags=tags)
-        params = [Param(k[:250], v[:6000]) for k, v in _flatten("", {"spec": job.spec, "inputs": job.inputs}).items()]
+        params = [Param(k[:250], v[:6000]) for k, v in _flatten("", job.record()).items()]
         for i in range(0, len(params), 100):
             self.client.log_batch(run.info.run_id, params=params[i:i + 100])
         self.open_runs.add(run.info.run_id)

@@ -169,7 +169,7 @@ def trial_holds(res: Resources, kind: str, ray_train: str = "auto") -> dict:
 TRAIN_RUNS = ("ray", "train")  # below the storage root: Ray Train's run folders, one per training job
 
 
-def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources: dict[str, dict],
+def job_trial(config: dict, jobs: dict[str, Job], storage: str, precision: str, resources: dict[str, Resources],
               checkpoint_every: int | None = None, max_failures: int = 0, train_run: str | None = None,
               ray_train: str = "auto") -> None:
     """One Tune trial = one job. `train_run`: the name of the job's run folder (its checkpoints), by default
@@ -181,13 +181,13 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
     quiet_libraries()
     times = {"time_trial_entered": entered, "time_trial_imports_s": time.time() - entered}
     job = jobs[config["job_id"]]
-    res = Resources(**resources[job["kind"]])  # resources per job kind
+    res = resources[job.kind]  # resources per job kind
     t0 = time.perf_counter()
-    if job["kind"] == "corpus":  # CPU work in the trial itself: its tokenizer processes use its CPUs
+    if job.kind == "corpus":  # CPU work in the trial itself: its tokenizer processes use its CPUs
         times.update(timings(run_job(job, storage, JobContext(
             device="cpu", cpus=max(1, int(res.cpus_per_worker)), progress=False,
             report=lambda m: tune.report({LIVE + k: v for k, v in _numeric(m).items()})))))
-    elif job["kind"] == "eval":
+    elif job.kind == "eval":
         import torch
         device = torch.device("cuda" if res.use_gpu and torch.cuda.is_available() else "cpu")
         times.update(timings(run_job(job, storage, JobContext(device=device, precision=precision, progress=False))))
@@ -195,7 +195,7 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
         times.update(timings(run_job(job, storage, JobContext(
             precision=precision, progress=False,
             report=lambda m: tune.report({LIVE + k: v for k, v in _numeric(m).items()}),
-            checkpoints=stored_checkpoints(checkpoint_every, storage, train_run or job["id"])))))
+            checkpoints=stored_checkpoints(checkpoint_every, storage, train_run or job.id)))))
     else:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
@@ -209,7 +209,7 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
         per_worker = {"CPU": res.cpus_per_worker, **res.custom}
         if res.use_gpu:
             per_worker["GPU"] = res.gpus_per_worker or 1
-        timing_file = [*TRAIN_RUNS, train_run or job["id"], "timings.json"]  # the worker's phase times
+        timing_file = [*TRAIN_RUNS, train_run or job.id, "timings.json"]  # the worker's phase times
         trainer = TorchTrainer(
             train_worker, train_loop_config={"job": job, "storage": storage, "precision": precision,
                                              "checkpoint_every": checkpoint_every,
@@ -218,7 +218,7 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
                                          resources_per_worker=per_worker),
             # Named by the job id, not the trial: a retried trial, or a rerun of the sweep after its
             # driver died, finds the same run folder and resumes from its last checkpoint.
-            run_config=RunConfig(name=train_run or job["id"], storage_path=join(storage, *TRAIN_RUNS),
+            run_config=RunConfig(name=train_run or job.id, storage_path=join(storage, *TRAIN_RUNS),
                                  failure_config=FailureConfig(max_failures=max_failures),
                                  checkpoint_config=CheckpointConfig(num_to_keep=1),
                                  callbacks=[TuneReportCallback()]))
@@ -230,12 +230,12 @@ def job_trial(config: dict, jobs: dict, storage: str, precision: str, resources:
         except Exception as e:  # noqa: BLE001  only informative: the report goes without them
             log.debug("no timings from the Train worker: %s", e)
     verifying = time.perf_counter()
-    manifest = artifacts.verify(storage, job["id"])
+    manifest = artifacts.verify(storage, job.id)
     if manifest is None:
         raise RuntimeError(f"job {job['id']} finished without an intact artifact")
-    if job["kind"] not in ("eval", "corpus"):
+    if job.kind not in ("eval", "corpus"):
         # The artifact is published: its checkpoints are spent.
-        store.remove(storage, *TRAIN_RUNS, train_run or job["id"])
+        store.remove(storage, *TRAIN_RUNS, train_run or job.id)
     times["time_verify_s"] = time.perf_counter() - verifying
     final = _numeric(manifest["metrics"])
     best = [v for k, v in final.items() if k.startswith("validation_")]  # a TA's selection score

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tlr_ray.plan import Job
 from tlr_ray.tasks import DataError
 
 log = logging.getLogger(__name__)
@@ -266,14 +267,14 @@ def count_lines(chunks: Iterator[list[str]]) -> int:
 
 # --- the corpus job's recipe ------------------------------------------------------------------------------
 
-def run_corpus_job(job: dict, out_dir: Path, ctx) -> dict:
+def run_corpus_job(job: Job, out_dir: Path, ctx) -> dict:
     """The `corpus` job: prepare one language's text for the tokenizer of the sweep's model into
     out_dir/corpus/ (published like every artifact: checksummed, manifest last)."""
     from transformers import AutoTokenizer  # not tlr_ray.train.models: no torch or adapters needed here
-    spec, inputs = job["spec"], job["inputs"]
-    revision = {"revision": inputs["model_revision"]} if inputs["model_revision"] else {}
-    tokenizer = AutoTokenizer.from_pretrained(inputs["model"], **revision)
-    where, lang = inputs["corpus"], spec["language"]
+    spec, inputs = job.spec, job.inputs
+    revision = {"revision": inputs.model_revision} if inputs.model_revision else {}
+    tokenizer = AutoTokenizer.from_pretrained(inputs.model, **revision)
+    where, lang = inputs.corpus, spec.language
     if "path" in where:
         path = Path(where["path"])
         if not path.is_file():
@@ -281,18 +282,18 @@ def run_corpus_job(job: dict, out_dir: Path, ctx) -> dict:
         describe, total = f"corpus file {path} (language {lang})", path.stat().st_size
 
         def chunks(progress=None):
-            return capped(file_chunks(path, lang, progress), spec["max_lines"])
+            return capped(file_chunks(path, lang, progress), spec.max_lines)
     else:
         describe, total = f"Wikipedia {where['wikipedia']} (language {lang})", None
 
         def chunks(progress=None):
-            return capped(wikipedia_chunks(where["wikipedia"], progress), spec["max_lines"])
+            return capped(wikipedia_chunks(where["wikipedia"], progress), spec.max_lines)
     first = None
-    if spec["heldout_split"] == "first":  # the reference's train[:5%]: count the lines first
-        first = max(1, round(count_lines(chunks()) * spec["heldout_fraction"]))
+    if spec.heldout_split == "first":  # the reference's train[:5%]: count the lines first
+        first = max(1, round(count_lines(chunks()) * spec.heldout_fraction))
     progress = Progress(f"corpus {lang}", total, "MiB", ctx.report)
-    meta = prepare(chunks(progress), tokenizer, out_dir / "corpus", block_size=spec["block_size"],
-                   heldout_fraction=spec["heldout_fraction"], heldout_seed=spec["heldout_seed"], first=first,
+    meta = prepare(chunks(progress), tokenizer, out_dir / "corpus", block_size=spec.block_size,
+                   heldout_fraction=spec.heldout_fraction, heldout_seed=spec.heldout_seed, first=first,
                    workers=ctx.cpus, describe=describe)
     if total:
         progress.update(total, force=True)

@@ -10,7 +10,8 @@ import pandas as pd
 from adapters.composition import Stack
 
 from tlr_ray.artifacts import MANIFEST
-from tlr_ray.tasks import DataSource, get_task
+from tlr_ray.plan import Job
+from tlr_ray.tasks import get_task
 from tlr_ray.train.context import JobContext
 from tlr_ray.train.models import load_la, load_tokenizer, task_model
 from tlr_ray.train.token_cache import tokenized
@@ -22,25 +23,25 @@ def ta_leaves_out_last(ta_dir: Path) -> bool:
     return bool(json.loads((Path(ta_dir) / MANIFEST).read_text())["spec"]["leave_out_last_layer"])
 
 
-def run_eval(job: dict, out_dir: Path, ctx: JobContext) -> dict:
-    spec, inputs = job["spec"], job["inputs"]
+def run_eval(job: Job, out_dir: Path, ctx: JobContext) -> dict:
+    spec, inputs = job.spec, job.inputs
     started = time.perf_counter()  # phase timers, returned under "timings" (below)
-    task = get_task(spec["task"], spec.get("task_options") or {})
-    tokenizer = load_tokenizer(inputs["model"], inputs["model_revision"])
-    model = task_model(inputs["model"], inputs["model_revision"])
-    model.load_adapter(str(ctx.dep(spec["ta"]) / "adapter"), load_as="ta", with_head=True)
-    if spec["adapter"]:  # the LA (or BA/MA) of the target; none for TA-ONLY
-        leave_out_last = ta_leaves_out_last(ctx.dep(spec["ta"]))  # as the TA was trained
-        load_la(model, ctx.dep(spec["adapter"]) / "adapter", "la", leave_out_last)
+    task = get_task(spec.task, spec.task_options or {})
+    tokenizer = load_tokenizer(inputs.model, inputs.model_revision)
+    model = task_model(inputs.model, inputs.model_revision)
+    model.load_adapter(str(ctx.dep(spec.ta) / "adapter"), load_as="ta", with_head=True)
+    if spec.adapter:  # the LA (or BA/MA) of the target; none for TA-ONLY
+        leave_out_last = ta_leaves_out_last(ctx.dep(spec.ta))  # as the TA was trained
+        load_la(model, ctx.dep(spec.adapter) / "adapter", "la", leave_out_last)
         model.active_adapters = Stack("la", "ta")
     else:
         model.active_adapters = Stack("ta")
     model.to(ctx.device)
     loaded = time.perf_counter()
-    data = tokenized(task, spec.get("task_options") or {}, DataSource(**inputs["data"]), spec["split"],
-                     spec["code"], tokenizer, spec["max_seq_length"])
+    data = tokenized(task, spec.task_options or {}, inputs.data, spec.split,
+                     spec.code, tokenizer, spec.max_seq_length)
     data_ready = time.perf_counter()
-    metrics, predictions = task.evaluate(model, data, tokenizer, spec["batch_size"], ctx.device)
+    metrics, predictions = task.evaluate(model, data, tokenizer, spec.batch_size, ctx.device)
     evaluated = time.perf_counter()
     # Per-example predictions let reports recompute any metric and run significance tests later.
     pd.DataFrame(predictions).to_parquet(out_dir / "predictions.parquet", index=False)

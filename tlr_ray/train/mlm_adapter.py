@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from tlr_ray.config import TrainArgs
+from tlr_ray.plan import Job
 from tlr_ray.sampling import interleave
 from tlr_ray.train.context import JobContext
 from tlr_ray.train.loop import endless, run_loop, total_steps
@@ -23,46 +23,46 @@ from tlr_ray.train.models import bottleneck_config, freeze_all_but, load_tokeniz
 NAME = "la"  # the adapter's name while training; saved folders are renamed on load
 
 
-def train_mlm_adapter(job: dict, out_dir: Path, ctx: JobContext) -> dict:
-    spec, inputs = job["spec"], job["inputs"]
+def train_mlm_adapter(job: Job, out_dir: Path, ctx: JobContext) -> dict:
+    spec, inputs = job.spec, job.inputs
     started = time.perf_counter()  # phase timers (the time_*_s metrics), outside the training loop
-    model = mlm_model(inputs["model"], inputs["model_revision"])
-    if "pretrained" in inputs:
-        model.load_adapter(inputs["pretrained"], load_as=NAME, with_head=False)
+    model = mlm_model(inputs.model, inputs.model_revision)
+    if inputs.pretrained:
+        model.load_adapter(inputs.pretrained, load_as=NAME, with_head=False)
         if ctx.rank == 0:
             model.save_adapter(str(out_dir / "adapter"), NAME, with_head=False)
         return {"pretrained": 1}
-    args = TrainArgs(**spec["args"])
-    set_seed(spec["seed"])
-    tokenizer = load_tokenizer(inputs["model"], inputs["model_revision"])
+    args = spec.args
+    set_seed(spec.seed)
+    tokenizer = load_tokenizer(inputs.model, inputs.model_revision)
     layers = model.config.num_hidden_layers
     # Trained on every layer: MAD-X 2.0 drops the last layer's LA when it is *loaded* under a TA
     # (tlr_ray/train/models.py load_la), as the reference does; one LA serves both settings.
-    model.add_adapter(NAME, config=bottleneck_config(spec["reduction_factor"], spec["invertible"], False, layers))
+    model.add_adapter(NAME, config=bottleneck_config(spec.reduction_factor, spec.invertible, False, layers))
     model.set_active_adapters(NAME)
     freeze_all_but(model, NAME, heads=False)
     model.to(ctx.device)
     loaded = time.perf_counter()
     # Each corpus was prepared once by its `corpus` job; its blocks are memory-mapped, not loaded.
     data = [MLMData(ctx.dep(corpus_id) / "corpus", tokenizer, args.max_seq_length, args.batch_size,
-                    spec["seed"] + i, args.eval_batch_size, ctx.rank, ctx.world_size)
-            for i, corpus_id in enumerate(spec["corpora"])]
-    langs = spec["languages"]
+                    spec.seed + i, args.eval_batch_size, ctx.rank, ctx.world_size)
+            for i, corpus_id in enumerate(spec.corpora)]
+    langs = spec.languages
     eval_seconds = [0.0]  # summed over evaluations (those in the loop are part of train_seconds)
 
-    def evaluate(corpora=spec["select_on"]) -> dict:
+    def evaluate(corpora=spec.select_on) -> dict:
         t = time.perf_counter()
         # During training only the corpora that select the checkpoint (a BA's target): scoring the
         # source's held-out text too would cost a BA about twice its training on English Wikipedia.
         ppl = {f"perplexity_{langs[i]}": perplexity(model, data[i].heldout_batches(), ctx.device) for i in corpora}
-        ppl["perplexity"] = sum(ppl[f"perplexity_{langs[i]}"] for i in spec["select_on"]) / len(spec["select_on"])
+        ppl["perplexity"] = sum(ppl[f"perplexity_{langs[i]}"] for i in spec.select_on) / len(spec.select_on)
         eval_seconds[0] += time.perf_counter() - t
         return ppl
 
     # An epoch is a pass over the corpora in the schedule's proportions. An LA trains 100 epochs, at
     # least 30,000 and at most 100,000 steps (METHOD.md); BAs a fixed max_steps.
-    steps_per_epoch = sum(len(data[i].loader) for i in set(spec["schedule"]))
-    batches = interleave([endless(d.loader, spec["seed"] + i) for i, d in enumerate(data)], spec["schedule"])
+    steps_per_epoch = sum(len(data[i].loader) for i in set(spec.schedule))
+    batches = interleave([endless(d.loader, spec.seed + i) for i, d in enumerate(data)], spec.schedule)
     data_ready = time.perf_counter()
     result = run_loop(model, batches, activate=lambda step: None, evaluate=evaluate, args=args,
                       total_steps=total_steps(args, steps_per_epoch), score_key="perplexity", mode="min", ctx=ctx)
@@ -72,7 +72,7 @@ def train_mlm_adapter(job: dict, out_dir: Path, ctx: JobContext) -> dict:
         model.save_adapter(str(out_dir / "adapter"), NAME, with_head=False)
     saved = time.perf_counter()
     final = {}
-    if len(data) > len(spec["select_on"]):  # a BA/MA: its source perplexity too, once, at the chosen step
+    if len(data) > len(spec.select_on):  # a BA/MA: its source perplexity too, once, at the chosen step
         model.eval()
         with torch.no_grad():
             final = evaluate(range(len(data)))
