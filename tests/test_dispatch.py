@@ -135,3 +135,18 @@ def test_jobs_of_another_driver_are_waited_for_then_reused(write_sweep):
     assert started and {jobs[i].kind for i in started} == {"la"}
     assert sorted(d.summary.reused) == sorted(state)
     assert not d.elsewhere
+
+
+def test_tune_handles_its_events_every_few_seconds_while_the_dispatcher_waits():
+    """Tune's own wait for a next trial is 600 s without handling events (a finished trial's actor keeps
+    its CPU meanwhile); during our Tune runs it is a few seconds, and it is put back afterwards."""
+    import inspect
+
+    from ray.tune.execution.tune_controller import TuneController
+
+    from tlr_ray.execute import tune_keeps_stepping
+    timeout = inspect.signature(TuneController._update_trial_queue).parameters["timeout"]
+    assert timeout.default == 600  # Ray's, which the sweep shortens
+    with tune_keeps_stepping():
+        assert inspect.signature(TuneController._update_trial_queue).parameters["timeout"].default == 2
+    assert inspect.signature(TuneController._update_trial_queue).parameters["timeout"].default == 600

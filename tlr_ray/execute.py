@@ -112,9 +112,31 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
             # resumes from its job's checkpoints.
             failure_config=tune.FailureConfig(max_failures=ex.max_failures),
             callbacks=[tracking]))
-    with live_display(todo, tracking), tune_interrupt_messages_hidden():
+    with live_display(todo, tracking), tune_interrupt_messages_hidden(), tune_keeps_stepping():
         tuner.fit()
     summary.interrupted = summary.interrupted or bool(tracking.open_trials() or dispatcher.pending)
+
+
+@contextlib.contextmanager
+def tune_keeps_stepping(seconds: int = 2):
+    """Tune's controller, when none of its trials is pending or running, asks the searcher for the next
+    trial in a loop for up to 600 s, and in that time handles no event: a trial that has just finished is
+    not stopped, and its actor keeps its CPU/GPU. The Dispatcher answers "not yet" while another driver
+    runs a job this sweep needs, so on a shared cluster that other driver's next trial could not be placed
+    for those 600 s (two drivers on one CPU: a 10-minute stall, tests/test_driver_faults.py). The timeout is
+    not exposed (ray/tune/execution/tune_controller.py, `_update_trial_queue`): shortened here, for our Tune
+    runs only, so that Tune handles its events every few seconds while it waits."""
+    from ray.tune.execution.tune_controller import TuneController
+    method = TuneController._update_trial_queue
+    saved = method.__defaults__
+    if saved is None or len(saved) != 2:  # another Ray than the one this was written for: leave it be
+        yield
+        return
+    method.__defaults__ = (saved[0], seconds)  # (blocking, timeout)
+    try:
+        yield
+    finally:
+        method.__defaults__ = saved
 
 
 class _TuneResumeHint(logging.Filter):
