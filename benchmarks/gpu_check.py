@@ -24,8 +24,6 @@ gradients, under 2% of N, and the attention scores QK^T and AV are not counted).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 import json
 import os
 import re
@@ -149,17 +147,6 @@ def max_difference(size: dict, device, seed: int = 0) -> float:
 
 # --- timing ----------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def loop_precision(precision: str):
-    """step_time.timed runs run_loop with its default precision ("auto"): pass ours instead."""
-    real = step_time.run_loop
-    step_time.run_loop = functools.partial(real, precision=precision)
-    try:
-        yield
-    finally:
-        step_time.run_loop = real
-
-
 def mlm_batch(vocab: int, batch: int, length: int, device) -> dict:
     ids = torch.randint(5, vocab, (batch, length), device=device)
     labels = torch.where(torch.rand(ids.shape, device=device) < 0.15, ids, torch.full_like(ids, -100))
@@ -172,8 +159,7 @@ def ta_batch(vocab: int, batch: int, length: int, device) -> dict:
 
 
 def seconds_per_step(model, batch: dict, steps: int, device, precision: str) -> float:
-    with loop_precision(precision):
-        return step_time.timed(model, batch, steps, device)
+    return step_time.timed(model, batch, steps, device, precision)
 
 
 def eval_seconds_per_example(model, batch: dict, steps: int, device, precision: str) -> float:

@@ -15,19 +15,21 @@ from adapters.composition import Stack
 
 from benchmarks.train_throughput import build, resolve_model
 from tlr_ray.config import TrainArgs
+from tlr_ray.train.context import JobContext
 from tlr_ray.train.loop import run_loop
 from tlr_ray.train.models import bottleneck_config, freeze_all_but, load_tokenizer, mlm_model
 from tlr_ray.trial import quiet_libraries
 
 
-def timed(model, batch: dict, steps: int, device) -> float:
-    """Seconds per step over `steps` steps on a fixed batch (after 3 warm-up steps)."""
+def timed(model, batch: dict, steps: int, device, precision: str = "auto") -> float:
+    """Seconds per step over `steps` steps on a fixed batch (after 3 warm-up steps), at `precision` as
+    run_loop takes it ("auto": bf16 autocast on GPU)."""
     def batches():
         while True:
             yield batch
     args = TrainArgs(batch_size=1, lr=1e-4, max_steps=steps, eval_every=10**9)
-    kw = dict(activate=lambda s: None, evaluate=lambda: {"s": 0.0}, args=args, score_key="s",
-              higher_is_better=True, device=device)
+    kw = dict(activate=lambda s: None, evaluate=lambda: {"s": 0.0}, args=args, score_key="s", mode="max",
+              ctx=JobContext(device=device, precision=precision))
     run_loop(model, batches(), total_steps=3, **kw)
     if device.type == "cuda":
         torch.cuda.synchronize()

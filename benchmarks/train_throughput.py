@@ -24,6 +24,7 @@ from transformers import TrainingArguments
 
 from tlr_ray.config import TrainArgs
 from tlr_ray.tasks import DataSource, get_task
+from tlr_ray.train.context import JobContext
 from tlr_ray.train.loop import endless, run_loop
 from tlr_ray.train.models import bottleneck_config, freeze_all_but, load_tokenizer, task_model
 from tlr_ray.trial import quiet_libraries
@@ -59,8 +60,8 @@ def ours(model, data, task, tokenizer, args: TrainArgs, steps: int, seed: int) -
                                          collate_fn=lambda f: task.collate(f, tokenizer))
     t0 = time.perf_counter()
     run_loop(model, endless(loader, seed), activate=lambda step: None, evaluate=lambda: {"score": 0.0},
-             args=args, total_steps=steps, score_key="score", higher_is_better=True,
-             device=torch.device("cpu"), precision="fp32")
+             args=args, total_steps=steps, score_key="score", mode="max",
+             ctx=JobContext(device=torch.device("cpu"), precision="fp32"))
     return time.perf_counter() - t0
 
 
