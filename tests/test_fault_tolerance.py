@@ -52,15 +52,22 @@ def test_killed_training_worker_resumes_from_its_checkpoint(cluster):
         out, _ = proc.communicate(timeout=900)
     finally:
         proc.kill()
+    assert_resumed_and_published(c, proc, out, victims, job_id)
+    assert not (c["storage"] / "staging").exists()  # a remote root stages in local temp folders
+
+
+def assert_resumed_and_published(c, proc, out: str, victims, job_id: str) -> None:
+    """The sweep ended well after its processes were killed: all 6 jobs published (2 corpora, 2 LAs, 1 TA,
+    1 eval), the killed job resumed from a checkpoint (every 50 steps) and trained its 250 steps, and its
+    checkpoints were removed once it was published."""
     assert proc.returncode == 0, out[-4000:]
     assert victims
     done = manifests(c["storage"])
-    assert len(done) == 6, out[-3000:]  # 2 corpora, 2 LAs, 1 TA, 1 eval
+    assert len(done) == 6, out[-3000:]
     metrics = done[job_id]["metrics"]
     assert metrics["resumed_from_step"] >= 50 and metrics["resumed_from_step"] % 50 == 0, metrics
     assert metrics["steps"] == 250
-    assert not (c["storage"] / "ray" / "train" / job_id).exists()  # checkpoints removed once published
-    assert not (c["storage"] / "staging").exists()  # a remote root stages in local temp folders
+    assert not (c["storage"] / "ray" / "train" / job_id).exists()
 
 
 def test_killed_trial_of_a_job_training_in_its_trial_resumes_from_its_checkpoint(cluster):
@@ -84,14 +91,7 @@ def test_killed_trial_of_a_job_training_in_its_trial_resumes_from_its_checkpoint
         out, _ = proc.communicate(timeout=900)
     finally:
         proc.kill()
-    assert proc.returncode == 0, out[-4000:]
-    assert victims
-    done = manifests(c["storage"])
-    assert len(done) == 6, out[-3000:]
-    metrics = done[job_id]["metrics"]
-    assert metrics["resumed_from_step"] >= 50 and metrics["resumed_from_step"] % 50 == 0, metrics
-    assert metrics["steps"] == 250
-    assert not (c["storage"] / "ray" / "train" / job_id).exists()  # its saved state removed once published
+    assert_resumed_and_published(c, proc, out, victims, job_id)
 
 
 @pytest.fixture
