@@ -47,13 +47,18 @@ def test_killed_training_worker_resumes_from_its_checkpoint(cluster):
             return None
         job_id = wait_for("a training job checkpointed", checkpointed_job, proc)
         victims = train_workers(c["ray_tmp"])
-        for p in victims:
-            p.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=900)
+        out = kill_and_wait(victims, proc)
     finally:
         proc.kill()
     assert_resumed_and_published(c, proc, out, victims, job_id)
     assert not (c["storage"] / "staging").exists()  # a remote root stages in local temp folders
+
+
+def kill_and_wait(victims, proc) -> str:
+    """SIGKILL `victims`; the sweep's whole output once it has ended."""
+    for p in victims:
+        p.send_signal(signal.SIGKILL)
+    return proc.communicate(timeout=900)[0]
 
 
 def assert_resumed_and_published(c, proc, out: str, victims, job_id: str) -> None:
@@ -86,9 +91,7 @@ def test_killed_trial_of_a_job_training_in_its_trial_resumes_from_its_checkpoint
         job_id = wait_for("a job training in its trial checkpointed", checkpointed_job, proc)
         assert not train_workers(c["ray_tmp"])  # no Ray Train worker group for a one-CPU job
         victims = train_workers(c["ray_tmp"], "ImplicitFunc")
-        for p in victims:
-            p.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=900)
+        out = kill_and_wait(victims, proc)
     finally:
         proc.kill()
     assert_resumed_and_published(c, proc, out, victims, job_id)
