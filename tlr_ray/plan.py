@@ -70,6 +70,10 @@ class _Builder:
         self.jobs: dict[str, dict] = {}
         self.model_fp = model_fingerprint(sweep.model, sweep.config.model_revision)
         self.model_inputs = {"model": sweep.model, "model_revision": sweep.config.model_revision}
+        # A paper grid asks for the same adapter ~9,000 times (once per TA and evaluation that stacks it):
+        # its id is hashed once, then looked up (the repeated `add` changed nothing anyway).
+        self._adapter_ids: dict[tuple[Adapter, int], str] = {}
+        self._corpus_ids: dict[tuple[str, int], str] = {}
 
     def add(self, kind: str, spec: Spec, inputs: Inputs, **meta) -> str:
         job_id = job_id_of(kind, spec)
@@ -83,8 +87,14 @@ class _Builder:
 
     def adapter(self, ref: Adapter, ta_seed: int) -> str:
         """The job producing adapter `ref` (an LA, or a BA/MA trained on several corpora)."""
-        s, la = self.sweep, self.sweep.config.language_adapters
+        la = self.sweep.config.language_adapters
         seed = ta_seed if la.seed_per_ta_seed else la.seed
+        if (ref, seed) not in self._adapter_ids:
+            self._adapter_ids[ref, seed] = self._new_adapter(ref, seed)
+        return self._adapter_ids[ref, seed]
+
+    def _new_adapter(self, ref: Adapter, seed: int) -> str:
+        s, la = self.sweep, self.sweep.config.language_adapters
         if ref.kind == "la" and ref.languages[0] in s.pretrained:
             where = s.pretrained[ref.languages[0]]
             fp = path_fingerprint(where) if where.startswith("/") else f"hub:{where}"
@@ -109,6 +119,11 @@ class _Builder:
     def corpus(self, lang: str, block_size: int) -> str:
         """The `corpus` job preparing `lang`'s text (a local file, else its Wikipedia) in blocks of
         `block_size` tokens of the sweep's tokenizer; one job however many LAs, BAs and MAs read it."""
+        if (lang, block_size) not in self._corpus_ids:
+            self._corpus_ids[lang, block_size] = self._new_corpus(lang, block_size)
+        return self._corpus_ids[lang, block_size]
+
+    def _new_corpus(self, lang: str, block_size: int) -> str:
         la = self.sweep.config.language_adapters
         path = self.sweep.corpora.get(lang)
         if path:
