@@ -150,3 +150,45 @@ def test_tune_handles_its_events_every_few_seconds_while_the_dispatcher_waits():
     with tune_keeps_stepping():
         assert inspect.signature(TuneController._update_trial_queue).parameters["timeout"].default == 2
     assert inspect.signature(TuneController._update_trial_queue).parameters["timeout"].default == 600
+
+
+def test_a_kept_trial_process_is_released_once_idle_and_tune_is_put_back():
+    """Tune keeps one finished trial's process (with its CPU) while no trial is staged, for as long as that
+    lasts; during our Tune runs it is released after a short idle time. Tune's own cleanup code runs here,
+    on a controller that holds only what that code reads."""
+    import time
+    from types import SimpleNamespace
+
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.utils.object_cache import _ObjectCache
+
+    from tlr_ray.execute import tune_releases_idle_trials
+
+    def controller_keeping_one():
+        removed = []
+        c = SimpleNamespace(_actor_cache=_ObjectCache(may_keep_one=True), _staged_trials=set(), _pending_trials=set(),
+                            _search_alg=SimpleNamespace(is_finished=lambda: False),
+                            _remove_actor=lambda tracked_actor: removed.append(tracked_actor))
+        assert c._actor_cache.cache_object("1 CPU", actor)
+        return c, removed
+
+    actor = SimpleNamespace(set_on_stop=lambda callback: None, set_on_error=lambda callback: None)
+
+    c, removed = controller_keeping_one()
+    TuneController._cleanup_cached_actors(c)
+    assert not removed and c._actor_cache.num_cached_objects == 1  # Ray's behaviour: kept, however long
+    original = TuneController._cleanup_cached_actors
+    with tune_releases_idle_trials(seconds=0.3):
+        c, removed = controller_keeping_one()
+        TuneController._cleanup_cached_actors(c)
+        assert not removed  # just finished: kept for the next trial
+        c._pending_trials.add("trial")
+        time.sleep(0.4)
+        TuneController._cleanup_cached_actors(c)
+        assert not removed  # a trial of ours is pending: it may take the process
+        c._pending_trials.clear()
+        TuneController._cleanup_cached_actors(c)
+        time.sleep(0.4)
+        TuneController._cleanup_cached_actors(c)
+        assert removed == [actor] and c._actor_cache.num_cached_objects == 0
+    assert TuneController._cleanup_cached_actors is original

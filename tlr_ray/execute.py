@@ -42,17 +42,6 @@ def connect(verbose: bool = False) -> None:
                  logging_level=logging.WARNING, configure_logging=True)
 
 
-def own_cluster() -> bool:
-    """Whether this driver started the Ray cluster it runs on (no other driver can be on it). Only then do
-    trials reuse their processes (Tune's `reuse_actors`: an eval trial skips re-importing torch): Tune
-    keeps one finished trial's process idle for the next trial, and that process keeps its CPU/GPU. On a
-    shared cluster another driver's job may be waiting for exactly that CPU/GPU while this driver waits
-    for that job's lease (tlr_ray/leases.py): two drivers of one sweep on a one-CPU cluster deadlocked so
-    (tests/test_driver_faults.py, two drivers)."""
-    node = getattr(ray._private.worker, "_global_node", None)  # no public API says who started the cluster
-    return bool(getattr(node, "head", False))
-
-
 def quiet_worker_pool_warnings() -> None:
     """Ray's raylet prints "N PYTHON worker processes have been started ... 4x the maximum expected
     startup concurrency" through the driver whenever Ray Train starts its helper actors: expected here
@@ -104,7 +93,7 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
         # has started); the Dispatcher's own limits stay the binding ones.
         tune_config=tune.TuneConfig(search_alg=dispatcher,
                                     num_samples=len(todo), max_concurrent_trials=sum(limits.values()),
-                                    reuse_actors=own_cluster()),
+                                    reuse_actors=idle_trials_released()),
         run_config=tune.RunConfig(
             name=f"{sweep.name}-{label}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",  # two drivers, one root
             storage_path=join(storage, "ray"), verbose=0,
@@ -112,7 +101,8 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
             # resumes from its job's checkpoints.
             failure_config=tune.FailureConfig(max_failures=ex.max_failures),
             callbacks=[tracking]))
-    with live_display(todo, tracking), tune_interrupt_messages_hidden(), tune_keeps_stepping():
+    with (live_display(todo, tracking), tune_interrupt_messages_hidden(), tune_keeps_stepping(),
+          tune_releases_idle_trials()):
         tuner.fit()
     summary.interrupted = summary.interrupted or bool(tracking.open_trials() or dispatcher.pending)
 
@@ -137,6 +127,47 @@ def tune_keeps_stepping(seconds: int = 2):
         yield
     finally:
         method.__defaults__ = saved
+
+
+IDLE_TRIAL_KEPT_S = 10.0
+
+
+def idle_trials_released() -> bool:
+    """Whether `tune_releases_idle_trials` can work on this Ray; trials reuse their processes only then."""
+    from ray.tune.execution.tune_controller import TuneController
+    return all(hasattr(TuneController, name) for name in ("_cleanup_cached_actors", "on_step_end"))
+
+
+@contextlib.contextmanager
+def tune_releases_idle_trials(seconds: float = IDLE_TRIAL_KEPT_S):
+    """Trials reuse their processes (Tune's `reuse_actors`: a trial skips re-importing torch, transformers
+    and adapters), but Tune keeps one finished trial's process, with its CPUs/GPUs, for as long as no other
+    trial is staged: for hours while an LA trains, and on a shared cluster (`ray job submit`, two drivers
+    of one sweep) the other driver's job may need exactly that CPU while this driver waits for that job's
+    lease: two drivers of one sweep on one CPU deadlocked so (tests/test_driver_faults.py). Here an idle
+    kept process is released once no trial of ours has been pending for `seconds`; reuse happens within a
+    step or two of a trial ending (the Dispatcher answers as soon as Tune asks), so it is kept where it
+    counts. Tune has no option for this (ray/tune/execution/tune_controller.py `_cleanup_cached_actors`,
+    called at the end of every step): wrapped here, for our Tune runs only."""
+    from ray.tune.execution.tune_controller import TuneController
+    original = TuneController._cleanup_cached_actors
+
+    def cleanup(self, force_all: bool = False):
+        cache = getattr(self, "_actor_cache", None)
+        idle = (getattr(cache, "num_cached_objects", 0) and not getattr(self, "_staged_trials", True)
+                and not getattr(self, "_pending_trials", True))  # a kept process, and no trial of ours for it
+        if not idle:
+            self._tlr_ray_idle_since = None
+        else:
+            self._tlr_ray_idle_since = getattr(self, "_tlr_ray_idle_since", None) or time.monotonic()
+            force_all = force_all or time.monotonic() - self._tlr_ray_idle_since >= seconds
+        return original(self, force_all=force_all)
+
+    TuneController._cleanup_cached_actors = cleanup
+    try:
+        yield
+    finally:
+        TuneController._cleanup_cached_actors = original
 
 
 class _TuneResumeHint(logging.Filter):
