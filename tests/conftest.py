@@ -2,6 +2,7 @@
 node of a test's own (helpers in tests/helpers.py)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -61,10 +62,10 @@ def write_sweep(tmp_path):
     return write
 
 
-@pytest.fixture
-def cluster(tmp_path, demo_world):
+@contextlib.contextmanager
+def head_node(tmp_path: Path):
     """A one-CPU head node of our own (one training job at a time, so a test knows whose worker it kills),
-    with a storage root and an MLflow SQLite store in tmp_path."""
+    with a storage root and an MLflow SQLite store in tmp_path; stopped (only it) at the end."""
     port, ray_tmp = free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths <= 107 bytes
     env = token_env(tmp_path)
     r = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
@@ -77,3 +78,17 @@ def cluster(tmp_path, demo_world):
     finally:
         stop_cluster(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(tmp_path, demo_world):
+    """A head node for one test (see `head_node`)."""
+    with head_node(tmp_path) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def module_cluster(tmp_path_factory, demo_world):
+    """A head node shared by a module's tests, for a fixture that runs its sweep once for several tests."""
+    with head_node(tmp_path_factory.mktemp("cluster")) as c:
+        yield c

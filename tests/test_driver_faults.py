@@ -38,7 +38,7 @@ def ran_and_reused(stdout: str) -> tuple[int, int]:
 
 def test_ctrl_c_marks_runs_killed_releases_leases_and_the_rerun_resumes(cluster):
     c = {**cluster, "name": "ctrlc"}
-    path = tiny_sweep(c["tmp"], "ctrlc", la_steps=400)
+    path = tiny_sweep(c["tmp"], "ctrlc", la_steps=120)  # still training 3 s in
     proc = subprocess.Popen(sweep_cmd(c, path), env=c["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
@@ -199,7 +199,7 @@ def test_storage_that_turns_read_only_mid_sweep_fails_jobs_with_the_path_and_pub
     root.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(root)], check=True)
     try:
-        path = tiny_sweep(c["tmp"], "turnsro", la_steps=400)
+        path = tiny_sweep(c["tmp"], "turnsro", la_steps=120)
         proc = subprocess.Popen(sweep_cmd(c, path, str(root)), env=c["env"], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         try:

@@ -4,9 +4,10 @@ checkpoint and the sweep completes; (2) the sweep driver: the same command again
 retrains no finished job and keeps exactly one MLflow run per job (the crashed ones marked failed, then
 reused); (3) a saved adapter file truncated: detected, moved aside, retrained.
 
-Each test starts its own head node (own temp dir, stopped at the end) and runs the real CLI on a tiny
-demo sweep: LAs for en and sw, one MAD-X TA, one evaluation. The first test's storage root is a file://
-URI, so that the object-store code path runs under real Ray with real kills too."""
+Each kill test starts its own head node (own temp dir, stopped at the end); the driver's two tests share
+one, and the kill and the rerun run once for both. Each runs the real CLI on a tiny demo sweep: LAs for en
+and sw, one MAD-X TA, one evaluation. The first test's storage root is a file:// URI, so that the
+object-store code path runs under real Ray with real kills too."""
 from __future__ import annotations
 
 import re
@@ -19,6 +20,7 @@ from helpers import manifests, mlflow_runs, sweep_cmd, tiny_sweep, wait_for
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
+LA_STEPS = 150  # checkpoints every 50: the kill lands after the first one, with steps left to resume
 
 
 def train_workers(ray_tmp: str, title: str = "RayTrainWorker") -> list[psutil.Process]:
@@ -32,7 +34,7 @@ def train_workers(ray_tmp: str, title: str = "RayTrainWorker") -> list[psutil.Pr
 
 def test_killed_training_worker_resumes_from_its_checkpoint(cluster):
     c = cluster
-    path = tiny_sweep(c["tmp"], "killworker", la_steps=250, ray_train="always")
+    path = tiny_sweep(c["tmp"], "killworker", la_steps=LA_STEPS, ray_train="always")
     # The storage root as a URI: the object-store code path of the artifact store, and Ray's storage_path
     # through pyarrow, on the local disk (file://) where the test can watch it.
     proc = subprocess.Popen(sweep_cmd(c, path, c["storage"].as_uri()), env=c["env"], stdout=subprocess.PIPE,
@@ -63,7 +65,7 @@ def kill_and_wait(victims, proc) -> str:
 
 def assert_resumed_and_published(c, proc, out: str, victims, job_id: str) -> None:
     """The sweep ended well after its processes were killed: all 6 jobs published (2 corpora, 2 LAs, 1 TA,
-    1 eval), the killed job resumed from a checkpoint (every 50 steps) and trained its 250 steps, and its
+    1 eval), the killed job resumed from a checkpoint (every 50 steps) and trained all its steps, and its
     checkpoints were removed once it was published."""
     assert proc.returncode == 0, out[-4000:]
     assert victims
@@ -71,7 +73,7 @@ def assert_resumed_and_published(c, proc, out: str, victims, job_id: str) -> Non
     assert len(done) == 6, out[-3000:]
     metrics = done[job_id]["metrics"]
     assert metrics["resumed_from_step"] >= 50 and metrics["resumed_from_step"] % 50 == 0, metrics
-    assert metrics["steps"] == 250
+    assert metrics["steps"] == LA_STEPS
     assert not (c["storage"] / "ray" / "train" / job_id).exists()
 
 
@@ -79,7 +81,7 @@ def test_killed_trial_of_a_job_training_in_its_trial_resumes_from_its_checkpoint
     """One-CPU jobs train in their trial's process: kill that process once the job saved its state; Tune
     starts the trial again (execution.max_failures) and the job goes on from the saved step."""
     c = cluster
-    path = tiny_sweep(c["tmp"], "killtrial", la_steps=250)
+    path = tiny_sweep(c["tmp"], "killtrial", la_steps=LA_STEPS)
     proc = subprocess.Popen(sweep_cmd(c, path), env=c["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
@@ -97,10 +99,11 @@ def test_killed_trial_of_a_job_training_in_its_trial_resumes_from_its_checkpoint
     assert_resumed_and_published(c, proc, out, victims, job_id)
 
 
-@pytest.fixture
-def killed_driver_then_rerun(cluster):
-    """Kill the driver once a first job is published and another one is under way; run again."""
-    c = {**cluster, "name": "killdriver"}
+@pytest.fixture(scope="module")
+def killed_driver_then_rerun(module_cluster):
+    """Kill the driver once a first job is published and another one is under way; run again. Run once for
+    the module: what the rerun left is kept here, so the next test may damage an adapter and run a third time."""
+    c = {**module_cluster, "name": "killdriver"}
     path = tiny_sweep(c["tmp"], "killdriver", la_steps=150)
     proc = subprocess.Popen(sweep_cmd(c, path), env=c["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -115,25 +118,26 @@ def killed_driver_then_rerun(cluster):
     before = manifests(c["storage"])
     running = {r.info.run_id for r in mlflow_runs(c["uri"], c["name"]) if r.info.status == "RUNNING"}
     again = subprocess.run(sweep_cmd(c, path), env=c["env"], capture_output=True, text=True, timeout=900)
-    return {**c, "path": path, "before": before, "running_at_kill": running, "again": again}
+    client = MlflowClient(c["uri"])
+    executions = client.search_runs([client.get_experiment_by_name(c["name"]).experiment_id], "tags.kind = 'sweep'",
+                                    order_by=["attributes.start_time"])
+    return {**c, "path": path, "before": before, "running_at_kill": running, "again": again,
+            "after": manifests(c["storage"]), "job_runs": mlflow_runs(c["uri"], c["name"]), "executions": executions}
 
 
 def test_killed_driver_rerun_completes_without_retraining_or_duplicate_runs(killed_driver_then_rerun):
     c = killed_driver_then_rerun
     assert c["again"].returncode == 0, c["again"].stdout[-4000:] + c["again"].stderr[-2000:]
-    after = manifests(c["storage"])
+    after = c["after"]
     assert len(after) == 6 and c["before"]  # 2 corpora, 2 LAs, 1 TA, 1 eval
     for job_id, manifest in c["before"].items():  # finished before the kill: reused, not retrained
         assert after[job_id]["created"] == manifest["created"]
     assert f"{6 - len(c['before'])} jobs run, {len(c['before'])} reused" in c["again"].stdout
-    job_runs = mlflow_runs(c["uri"], c["name"])
-    ids = [r.data.tags["job_id"] for r in job_runs]
+    ids = [r.data.tags["job_id"] for r in c["job_runs"]]
     assert sorted(ids) == sorted(after) and len(set(ids)) == len(ids)  # exactly one run per job
-    assert all(r.info.status == "FINISHED" for r in job_runs)
-    assert c["running_at_kill"] and c["running_at_kill"] <= {r.info.run_id for r in job_runs}  # reused, not new
-    client = MlflowClient(c["uri"])
-    exp = client.get_experiment_by_name(c["name"])
-    executions = client.search_runs([exp.experiment_id], "tags.kind = 'sweep'", order_by=["attributes.start_time"])
+    assert all(r.info.status == "FINISHED" for r in c["job_runs"])
+    assert c["running_at_kill"] and c["running_at_kill"] <= {r.info.run_id for r in c["job_runs"]}  # reused
+    executions = c["executions"]
     assert [e.info.status for e in executions] == ["FAILED", "FINISHED"]
     assert "driver" in executions[0].data.tags["error"] and "died" in executions[0].data.tags["error"]
 
@@ -141,7 +145,8 @@ def test_killed_driver_rerun_completes_without_retraining_or_duplicate_runs(kill
 def test_truncated_adapter_is_detected_and_retrained(killed_driver_then_rerun):
     c = killed_driver_then_rerun
     assert c["again"].returncode == 0, c["again"].stdout[-4000:]
-    done = manifests(c["storage"])
+    done = c["after"]
+    assert manifests(c["storage"]) == done  # as the rerun left it: this test is the only one to change it
     la = next(j for j, m in done.items() if m["kind"] == "la" and m["spec"]["languages"] == ["sw"])
     weights = next(p for p in (c["storage"] / "jobs" / la / "adapter").iterdir()
                    if p.suffix in (".bin", ".safetensors"))

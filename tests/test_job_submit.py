@@ -14,10 +14,10 @@ from helpers import RAY, free_port, own_ports, stop_cluster, token_env
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
-@pytest.fixture
-def head(tmp_path, demo_world):
-    """A fresh head node: its own HOME, token, ports and temp dir."""
-    env = token_env(tmp_path)
+@pytest.fixture(scope="module")
+def head(tmp_path_factory, demo_world):
+    """A fresh head node for this module's two tests: its own HOME, token, ports and temp dir."""
+    env = token_env(tmp_path_factory.mktemp("head"))
     port, dash = free_port(), free_port()
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     r = subprocess.run([RAY, "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
