@@ -144,7 +144,7 @@ def test_tune_handles_its_events_every_few_seconds_while_the_dispatcher_waits():
 
     from ray.tune.execution.tune_controller import TuneController
 
-    from tlr_ray.execute import tune_keeps_stepping
+    from tlr_ray.tune_patches import tune_keeps_stepping
     timeout = inspect.signature(TuneController._update_trial_queue).parameters["timeout"]
     assert timeout.default == 600  # Ray's, which the sweep shortens
     with tune_keeps_stepping():
@@ -162,7 +162,7 @@ def test_a_kept_trial_process_is_released_once_idle_and_tune_is_put_back():
     from ray.tune.execution.tune_controller import TuneController
     from ray.tune.utils.object_cache import _ObjectCache
 
-    from tlr_ray.execute import tune_releases_idle_trials
+    from tlr_ray.tune_patches import tune_releases_idle_trials
 
     def controller_keeping_one():
         removed = []

@@ -59,7 +59,7 @@ def test_a_running_sweep_prints_status_lines_with_step_counts_before_its_first_t
               if re.search(r"status: jobs \d+/6.*; LA \w+ \d+/60 loss \d+\.\d+ \d+\.\d+ steps/s", ln)]
     assert status, "\n".join(lines[:first_la_done])
     # On a cluster the driver did not start, trials still reuse their processes (Tune's reuse_actors,
-    # tlr_ray/execute.py `tune_releases_idle_trials`): fewer trial processes than jobs.
+    # tlr_ray/tune_patches.py): fewer trial processes than jobs.
     pids = {json.loads(f.read_text().splitlines()[-1])["pid"]
             for f in (cluster["storage"] / "ray").glob("status-*/*/result.json")}
     assert 1 <= len(pids) < 6, pids

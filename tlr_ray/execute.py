@@ -28,6 +28,7 @@ from tlr_ray.plan import Job, Plan, plan_sweep
 from tlr_ray.storage import join
 from tlr_ray.tracking import Tracker, run_name
 from tlr_ray.trial import Summary, TrackingCallback, job_trial, trial_holds
+from tlr_ray.tune_patches import idle_trials_released, tune_keeps_stepping, tune_releases_idle_trials
 
 log = logging.getLogger("tlr_ray")
 def connect(verbose: bool = False) -> None:
@@ -105,69 +106,6 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
           tune_releases_idle_trials()):
         tuner.fit()
     summary.interrupted = summary.interrupted or bool(tracking.open_trials() or dispatcher.pending)
-
-
-@contextlib.contextmanager
-def tune_keeps_stepping(seconds: int = 2):
-    """Tune's controller, when none of its trials is pending or running, asks the searcher for the next
-    trial in a loop for up to 600 s, and in that time handles no event: a trial that has just finished is
-    not stopped, and its actor keeps its CPU/GPU. The Dispatcher answers "not yet" while another driver
-    runs a job this sweep needs, so on a shared cluster that other driver's next trial could not be placed
-    for those 600 s (two drivers on one CPU: a 10-minute stall, tests/test_driver_faults.py). The timeout is
-    not exposed (ray/tune/execution/tune_controller.py, `_update_trial_queue`): shortened here, for our Tune
-    runs only, so that Tune handles its events every few seconds while it waits."""
-    from ray.tune.execution.tune_controller import TuneController
-    method = TuneController._update_trial_queue
-    saved = method.__defaults__
-    if saved is None or len(saved) != 2:  # another Ray than the one this was written for: leave it be
-        yield
-        return
-    method.__defaults__ = (saved[0], seconds)  # (blocking, timeout)
-    try:
-        yield
-    finally:
-        method.__defaults__ = saved
-
-
-IDLE_TRIAL_KEPT_S = 10.0
-
-
-def idle_trials_released() -> bool:
-    """Whether `tune_releases_idle_trials` can work on this Ray; trials reuse their processes only then."""
-    from ray.tune.execution.tune_controller import TuneController
-    return all(hasattr(TuneController, name) for name in ("_cleanup_cached_actors", "on_step_end"))
-
-
-@contextlib.contextmanager
-def tune_releases_idle_trials(seconds: float = IDLE_TRIAL_KEPT_S):
-    """Trials reuse their processes (Tune's `reuse_actors`: a trial skips re-importing torch, transformers
-    and adapters), but Tune keeps one finished trial's process, with its CPUs/GPUs, for as long as no other
-    trial is staged: for hours while an LA trains, and on a shared cluster (`ray job submit`, two drivers
-    of one sweep) the other driver's job may need exactly that CPU while this driver waits for that job's
-    lease: two drivers of one sweep on one CPU deadlocked so (tests/test_driver_faults.py). Here an idle
-    kept process is released once no trial of ours has been pending for `seconds`; reuse happens within a
-    step or two of a trial ending (the Dispatcher answers as soon as Tune asks), so it is kept where it
-    counts. Tune has no option for this (ray/tune/execution/tune_controller.py `_cleanup_cached_actors`,
-    called at the end of every step): wrapped here, for our Tune runs only."""
-    from ray.tune.execution.tune_controller import TuneController
-    original = TuneController._cleanup_cached_actors
-
-    def cleanup(self, force_all: bool = False):
-        cache = getattr(self, "_actor_cache", None)
-        idle = (getattr(cache, "num_cached_objects", 0) and not getattr(self, "_staged_trials", True)
-                and not getattr(self, "_pending_trials", True))  # a kept process, and no trial of ours for it
-        if not idle:
-            self._tlr_ray_idle_since = None
-        else:
-            self._tlr_ray_idle_since = getattr(self, "_tlr_ray_idle_since", None) or time.monotonic()
-            force_all = force_all or time.monotonic() - self._tlr_ray_idle_since >= seconds
-        return original(self, force_all=force_all)
-
-    TuneController._cleanup_cached_actors = cleanup
-    try:
-        yield
-    finally:
-        TuneController._cleanup_cached_actors = original
 
 
 class _TuneResumeHint(logging.Filter):

@@ -73,6 +73,7 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
 
     from tlr_ray.dispatch import concurrency
     from tlr_ray.trial import TrackingCallback, trial_holds
+    from tlr_ray.tune_patches import idle_trials_released, tune_keeps_stepping, tune_releases_idle_trials
     search = sweep.config.search
     cached = cache_file(sweep, storage)
     if cached.is_file():
@@ -105,13 +106,14 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
         param_space=param_space(sweep),
         tune_config=tune.TuneConfig(
             search_alg=OptunaSearch(seed=search.seed), scheduler=scheduler, metric=OBJECTIVE, mode="max",
-            num_samples=search.num_samples,
+            num_samples=search.num_samples, reuse_actors=idle_trials_released(),  # as the sweep's trials
             max_concurrent_trials=concurrency(res, "ta", sweep.config.execution.max_concurrent_trials)),
         run_config=tune.RunConfig(name=f"{sweep.name}-search-{time.strftime('%Y%m%d-%H%M%S')}",
                                   storage_path=join(storage, "ray"), verbose=0,
                                   callbacks=[SearchTracking(tracker, {}, storage, summary, search.num_samples,
                                                             tags={"search": search.task})]))
-    results = tuner.fit()
+    with tune_keeps_stepping(), tune_releases_idle_trials():
+        results = tuner.fit()
     if not [r for r in results if r.metrics and OBJECTIVE in r.metrics]:
         raise RuntimeError(f"every search trial failed ({'; '.join(failed_trials)})")
     best = results.get_best_result(metric=OBJECTIVE, mode="max")
