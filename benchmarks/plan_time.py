@@ -17,7 +17,8 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def plan_once(path: Path) -> tuple[int, int, float]:
+def plan_once(path: Path):
+    """(the plan, how many job ids were hashed to make it, seconds to load and plan the sweep file)."""
     import tlr_ray.plan as plan
     from tlr_ray.validate import load_sweep
 
@@ -29,8 +30,8 @@ def plan_once(path: Path) -> tuple[int, int, float]:
 
     t = time.perf_counter()
     with mock.patch.object(plan, "job_id_of", counting):
-        jobs = len(plan.plan_sweep(load_sweep(str(path))).jobs)
-    return jobs, hashed[0], time.perf_counter() - t
+        planned = plan.plan_sweep(load_sweep(str(path)))
+    return planned, hashed[0], time.perf_counter() - t
 
 
 def command_seconds(path: Path) -> float:
@@ -44,8 +45,8 @@ def main() -> None:
     print("| sweep | jobs | ids hashed | load + plan, s | `--dry-run` command, s |")
     print("|---|---:|---:|---:|---:|")
     for path in sorted((ROOT / "sweeps").glob("*.yaml")):
-        jobs, hashed, seconds = plan_once(path)
-        print(f"| {path.name} | {jobs} | {hashed} | {seconds:.3f} | {command_seconds(path):.2f} |")
+        planned, hashed, seconds = plan_once(path)
+        print(f"| {path.name} | {len(planned.jobs)} | {hashed} | {seconds:.3f} | {command_seconds(path):.2f} |")
 
 
 if __name__ == "__main__":

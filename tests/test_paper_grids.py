@@ -6,7 +6,6 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
@@ -73,21 +72,12 @@ def test_full_dry_run_imports_no_torch():
 
 def test_the_paper_grid_hashes_each_adapter_once():
     """~9,000 requests for its 55 adapters hash one id each, not one per request (19,380 hashes before)."""
-    import tlr_ray.plan as plan_module
-
-    hashed, real = [0], plan_module.job_id_of
-
-    def counting(*args):
-        hashed[0] += 1
-        return real(*args)
-
-    sweep = load_sweep("sweeps/full.yaml")
-    with mock.patch.object(plan_module, "job_id_of", counting):
-        plan = plan_sweep(sweep)
+    from benchmarks.plan_time import plan_once
+    plan, hashed, _ = plan_once(Path("sweeps/full.yaml"))
     tas_and_evals = len(plan.of_kind("ta")) + len(plan.of_kind("eval"))
     # one hash per TA/eval request (a TA shared by variants is asked for once per variant), one per adapter
-    assert hashed[0] <= 2 * tas_and_evals + len(plan.of_kind("la")) + len(plan.of_kind("ba")) + 35
-    assert hashed[0] < 1.5 * len(plan.jobs)
+    assert hashed <= 2 * tas_and_evals + len(plan.of_kind("la")) + len(plan.of_kind("ba")) + 35
+    assert hashed < 1.5 * len(plan.jobs)
 
 
 SWEEPS = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
