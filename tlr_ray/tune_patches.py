@@ -45,11 +45,12 @@ def tune_releases_idle_trials(seconds: float = IDLE_TRIAL_KEPT_S):
     and adapters), but Tune keeps one finished trial's process, with its CPUs/GPUs, for as long as no other
     trial is staged: for hours while an LA trains, and on a shared cluster (`ray job submit`, two drivers
     of one sweep) the other driver's job may need exactly that CPU while this driver waits for that job's
-    lease: two drivers of one sweep on one CPU deadlocked so (tests/test_driver_faults.py). Here an idle
-    kept process is released once no trial of ours has been pending for `seconds`; reuse happens within a
-    step or two of a trial ending (the Dispatcher answers as soon as Tune asks), so it is kept where it
-    counts. Tune has no option for this (ray/tune/execution/tune_controller.py `_cleanup_cached_actors`,
-    called at the end of every step): wrapped here, for our Tune runs only."""
+    lease: two drivers of one sweep on one CPU deadlocked so (tests/test_driver_faults.py). Here a kept
+    process is released once it has been idle for `seconds` (kept, and no trial of ours staged or pending
+    that could take it); reuse happens within a step or two of a trial ending (the Dispatcher answers as
+    soon as Tune asks), so it is kept where it counts. Tune has no option for this
+    (ray/tune/execution/tune_controller.py `_cleanup_cached_actors`, called at the end of every step):
+    wrapped here, for our Tune runs only."""
     from ray.tune.execution.tune_controller import TuneController
     original = TuneController._cleanup_cached_actors
 
