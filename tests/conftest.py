@@ -2,16 +2,12 @@
 node of a test's own (helpers in tests/helpers.py)."""
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import RAY, free_port, own_ports, stop_cluster, token_env
+from helpers import head_node
 
 # Tests never touch the user's cache or MLflow store.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -60,24 +56,6 @@ def write_sweep(tmp_path):
         return path
 
     return write
-
-
-@contextlib.contextmanager
-def head_node(tmp_path: Path):
-    """A one-CPU head node of our own (one training job at a time, so a test knows whose worker it kills),
-    with a storage root and an MLflow SQLite store in tmp_path; stopped (only it) at the end."""
-    port, ray_tmp = free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths <= 107 bytes
-    env = token_env(tmp_path)
-    r = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                        "--disable-usage-stats", *own_ports(), f"--temp-dir={ray_tmp}"], env=env, capture_output=True,
-                       text=True, timeout=180)
-    assert r.returncode == 0, r.stderr[-2000:]
-    try:
-        yield {"env": {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, "ray_tmp": ray_tmp, "tmp": tmp_path,
-               "storage": tmp_path / "runs", "uri": f"sqlite:///{tmp_path}/mlflow.db"}
-    finally:
-        stop_cluster(ray_tmp)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 @pytest.fixture

@@ -2,12 +2,15 @@
 job by job without Ray, and real Ray head nodes and sweep drivers as processes."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,6 +123,28 @@ def token_env(tmp_path) -> dict:
     (tmp_path / "home").mkdir()
     subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
     return env
+
+
+@contextlib.contextmanager
+def head_node(tmp_path: Path, num_cpus: int = 1, dashboard_port: int | None = None):
+    """A head node of a test's own: its HOME and token in tmp_path, its own ports and temp dir, a storage
+    root and an MLflow SQLite store in tmp_path; stopped (only it) at the end. One CPU by default (one
+    training job at a time, so a test knows whose worker it kills); the dashboard only where asked for
+    (`ray job submit` needs it), on loopback."""
+    port, ray_tmp = free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths <= 107 bytes
+    env = token_env(tmp_path)
+    dashboard = (["--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}"] if dashboard_port
+                 else ["--include-dashboard=false"])
+    r = subprocess.run([RAY, "start", "--head", f"--port={port}", f"--num-cpus={num_cpus}", *dashboard,
+                        "--disable-usage-stats", *own_ports(), f"--temp-dir={ray_tmp}"], env=env, capture_output=True,
+                       text=True, timeout=180)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    try:
+        yield {"env": {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, "port": port, "ray_tmp": ray_tmp,
+               "tmp": tmp_path, "storage": tmp_path / "runs", "uri": f"sqlite:///{tmp_path}/mlflow.db"}
+    finally:
+        stop_cluster(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def stop_cluster(ray_tmp: str) -> None:

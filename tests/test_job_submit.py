@@ -3,32 +3,21 @@ authentication (Ray 2.60), the demo-world sweep submitted with --working-dir, SU
 and the head stopped again."""
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 import yaml
-from helpers import RAY, free_port, own_ports, stop_cluster, token_env
+from helpers import RAY, free_port, head_node
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def head(tmp_path_factory, demo_world):
-    """A fresh head node for this module's two tests: its own HOME, token, ports and temp dir."""
-    env = token_env(tmp_path_factory.mktemp("head"))
-    port, dash = free_port(), free_port()
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    r = subprocess.run([RAY, "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
-                        f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats", *own_ports(),
-                        f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    try:
-        yield env, f"http://127.0.0.1:{dash}"
-    finally:
-        stop_cluster(ray_tmp)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    """A fresh head node for this module's two tests, with its dashboard (job submission) on loopback."""
+    dash = free_port()
+    with head_node(tmp_path_factory.mktemp("head"), num_cpus=2, dashboard_port=dash) as c:
+        yield {**c["env"], "RAY_ADDRESS": ""}, f"http://127.0.0.1:{dash}"  # the CLI's --address names it
 
 
 def test_ray_job_submit_runs_the_sweep(head, tmp_path):

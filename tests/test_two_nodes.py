@@ -4,29 +4,20 @@ completes with trials on both nodes."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 import yaml
-from helpers import RAY, free_port, own_ports, stop_cluster, token_env
+from helpers import RAY, head_node, own_ports
 
 pytestmark = pytest.mark.slow
 
 
 def test_sweep_runs_on_two_nodes(tmp_path, demo_world):
-    env = token_env(tmp_path)
-    port = free_port()
-    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    head = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                           "--disable-usage-stats", *own_ports(), f"--temp-dir={ray_tmp}"], env=env,
-                          capture_output=True, text=True, timeout=180)
-    assert head.returncode == 0, head.stderr[-2000:]
-    try:
-        second = subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", *own_ports(),
-                                 '--resources={"second_node": 4}', "--disable-usage-stats"], env=env,
+    with head_node(tmp_path) as c:
+        second = subprocess.run([RAY, "start", f"--address=127.0.0.1:{c['port']}", "--num-cpus=1", *own_ports(),
+                                 '--resources={"second_node": 4}', "--disable-usage-stats"], env=c["env"],
                                 capture_output=True, text=True, timeout=180)
         assert second.returncode == 0, second.stderr[-2000:]
         sweep = yaml.safe_load(open("sweeps/demo.yaml"))
@@ -39,8 +30,7 @@ def test_sweep_runs_on_two_nodes(tmp_path, demo_world):
         path.write_text(yaml.safe_dump(sweep))
         r = subprocess.run([sys.executable, "-m", "tlr_ray.sweep", str(path), "--storage", str(tmp_path / "runs"),
                             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
-                           env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, capture_output=True, text=True,
-                           timeout=900)
+                           env=c["env"], capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
         manifests = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "jobs").glob("*/manifest.json")]
         nodes = {m["kind"]: set() for m in manifests}
@@ -49,6 +39,3 @@ def test_sweep_runs_on_two_nodes(tmp_path, demo_world):
         assert len(nodes["eval"]) == 1  # only the second node has the resource evals ask for
         all_nodes = set().union(*nodes.values())
         assert len(all_nodes) == 2, nodes  # trials ran on both nodes
-    finally:
-        stop_cluster(ray_tmp)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
