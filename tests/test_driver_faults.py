@@ -191,6 +191,20 @@ def test_a_read_only_storage_root_is_an_error_before_any_job(read_only_mount, tm
     assert "Traceback" not in r.stderr and "to run:" not in r.stdout  # nothing started
 
 
+def remount_read_only(root: Path, timeout: float = 60) -> None:
+    """Remount the tmpfs at `root` read-only. Linux refuses (EBUSY, "mount point is busy") while any file
+    on it is open for writing, e.g. a corpus job still writing its blocks (CI hit that), so try again
+    until it takes: the sweep is still mid-way then, since its LAs train for 120 steps."""
+    t0 = time.time()
+    while True:
+        r = subprocess.run(["mount", "-o", "remount,ro", str(root)], capture_output=True, text=True)
+        if r.returncode == 0:
+            return
+        if "busy" not in r.stderr or time.time() - t0 > timeout:
+            pytest.fail(f"mount -o remount,ro {root} failed: {r.stderr}")
+        time.sleep(0.05)
+
+
 def test_storage_that_turns_read_only_mid_sweep_fails_jobs_with_the_path_and_publishes_nothing_partial(cluster):
     if os.geteuid() != 0:
         pytest.fail("this test remounts a tmpfs read-only: run it as root with CAP_SYS_ADMIN")
@@ -204,7 +218,7 @@ def test_storage_that_turns_read_only_mid_sweep_fails_jobs_with_the_path_and_pub
                                 stderr=subprocess.STDOUT, text=True)
         try:
             wait_for("a first published job", lambda: manifests(root), proc)
-            subprocess.run(["mount", "-o", "remount,ro", str(root)], check=True)
+            remount_read_only(root)
             out, _ = proc.communicate(timeout=600)
         finally:
             proc.kill()
