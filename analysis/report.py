@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.cli import run_command
 from analysis.document import FORMATS, Report, Section, render_document
 from analysis.significance import SEED_TESTS, table_marks
 from analysis.summary import summary_table
@@ -26,7 +27,6 @@ from analysis.table import ALL_ROWS_RULES, PAPER_RULES, TableRules, heading, ord
 from analysis.tidy import from_mlflow, from_parquet, validate
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"   # the same default as tlr_ray.results
-EXIT_USAGE = 2
 
 
 def load(source: str, tracking_uri: str | None = None) -> pd.DataFrame:
@@ -129,37 +129,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"warning: {message}", file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     errors: tuple = (ValueError, OSError)
     if args.results.startswith("mlflow:"):   # importing mlflow is slow: only when reading it
         from mlflow.exceptions import MlflowException
         errors += (MlflowException,)
-    saved, warnings.showwarning = warnings.showwarning, _show_warning
-    try:
-        if not 0 < args.alpha < 1 or args.resamples < 1:
-            raise ValueError("--alpha must be in (0, 1) and --resamples at least 1")
-        order = [v.strip() for v in args.order.split(",") if v.strip()] if args.order else None
-        df = load(args.results, args.tracking_uri)
-        if df.empty:
-            warnings.warn(f"no evaluation results in {args.results}", stacklevel=1)
-        report = build(df, baseline=args.baseline, order=order, metric=args.metric,
-                       test=args.test, alpha=args.alpha, show_std=args.show_std,
-                       resamples=args.resamples, seed=args.bootstrap_seed,
-                       rules=ALL_ROWS_RULES if args.bold_all_rows else PAPER_RULES)
-        written = write(report, args.format, args.out, args.figure)
-        if written:
-            print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
-        return 0
-    except errors as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        warnings.showwarning = saved
+    return run_command(lambda: _report(args), errors)
+
+
+def _report(args: argparse.Namespace) -> int:
+    if not 0 < args.alpha < 1 or args.resamples < 1:
+        raise ValueError("--alpha must be in (0, 1) and --resamples at least 1")
+    order = [v.strip() for v in args.order.split(",") if v.strip()] if args.order else None
+    df = load(args.results, args.tracking_uri)
+    if df.empty:
+        warnings.warn(f"no evaluation results in {args.results}", stacklevel=1)
+    report = build(df, baseline=args.baseline, order=order, metric=args.metric,
+                   test=args.test, alpha=args.alpha, show_std=args.show_std,
+                   resamples=args.resamples, seed=args.bootstrap_seed,
+                   rules=ALL_ROWS_RULES if args.bold_all_rows else PAPER_RULES)
+    written = write(report, args.format, args.out, args.figure)
+    if written:
+        print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-EXIT_USAGE = 2
 
 
 def default_tracking_uri() -> str:
@@ -80,23 +78,13 @@ def _table(args) -> int:
     return 0
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    # Data warnings (duplicate runs, missing seeds) are for the user: one line, no source line.
-    print(f"warning: {message}", file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from mlflow.exceptions import MlflowException  # bad URI, unreachable server: user errors
 
-    saved, warnings.showwarning = warnings.showwarning, _show_warning
-    try:
-        return _export(args) if args.command == "export" else _table(args)
-    except (ValueError, OSError, MlflowException) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        warnings.showwarning = saved
+    from analysis.cli import run_command
+    return run_command(lambda: _export(args) if args.command == "export" else _table(args),
+                       (ValueError, OSError, MlflowException))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import datasets
+import torch
 
 from tlr_ray.tasks import DataError, DataSource
 
@@ -83,3 +84,16 @@ def feature_batches(tokenized: datasets.Dataset, batch_size: int):
     for start in range(0, len(tokenized), batch_size):
         chunk = tokenized[start:start + batch_size]   # dict of columns -> list of values
         yield start, [dict(zip(chunk, values, strict=True)) for values in zip(*chunk.values(), strict=True)]
+
+
+def predictions(model: Any, rows: datasets.Dataset, batch_size: int, collate: Callable[[list[dict]], dict],
+                device: Any):
+    """A classifier's evaluation, batch by batch: (start index, feature dicts, labels, argmax of the logits
+    on the CPU), in eval mode without gradients. The model must already be on `device`."""
+    model.eval()
+    with torch.no_grad():
+        for start, features in feature_batches(rows, batch_size):
+            batch = collate(features)
+            labels = batch.pop("labels")
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            yield start, features, labels, logits.argmax(dim=-1).cpu()

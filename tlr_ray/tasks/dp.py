@@ -29,7 +29,7 @@ from transformers import DataCollatorWithPadding
 from tlr_ray.tasks import DataError, DataSource
 from tlr_ray.tasks.common import feature_batches
 from tlr_ray.tasks.registry import TASKS
-from tlr_ray.tasks.ud_sources import RELATIONS, SUBTYPES, align_words, describe, pad, read, tokenized_dataset
+from tlr_ray.tasks.ud_sources import RELATIONS, SUBTYPES, align_words, pad, read_checked, tokenized_dataset
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,8 @@ class DpTask:
         self.label_ids = {label: i for i, label in enumerate(self.labels)}
 
     def load(self, source: DataSource, split: str, language: str | None) -> datasets.Dataset:
-        where = describe(source, split, language)
-        try:
-            columns = read(source, source.splits.get(split, split), language, COLUMNS)
-        except DataError as e:
-            raise DataError(f"{where}: {e}") from None
-        return datasets.Dataset.from_dict(self._checked(columns, where), features=_FEATURES)
+        return datasets.Dataset.from_dict(read_checked(source, split, language, COLUMNS, self._checked),
+                                          features=_FEATURES)
 
     def _checked(self, columns: dict[str, list], where: str) -> dict[str, list]:
         """Every column, at least one sentence, heads inside the sentence, relations of our label set."""

@@ -17,7 +17,7 @@ from seqeval.metrics import f1_score, precision_score, recall_score
 from transformers import DataCollatorForTokenClassification
 
 from tlr_ray.tasks import DataError, DataSource
-from tlr_ray.tasks.common import dispatch, feature_batches, where
+from tlr_ray.tasks.common import dispatch, predictions, where
 from tlr_ray.tasks.ner_sources import TAG_SETS, TagSet, load_hub, read_local
 from tlr_ray.tasks.registry import TASKS
 
@@ -86,21 +86,16 @@ class NerTask:
         """Entity-level micro precision / recall / F1 in percent over whole sentences, and one record per
         sentence (index, gold tags, predicted tags). The model must already be on `device`."""
         device = torch.device(device) if device is not None else next(model.parameters()).device
-        model.eval()
         records: list[dict] = []
-        with torch.no_grad():
-            for start, features in feature_batches(tokenized, batch_size):
-                batch = self.collate(features, tokenizer)
-                labels = batch.pop("labels")
-                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-                predicted = logits.argmax(dim=-1).cpu()
-                for i, feature in enumerate(features):
-                    first_pieces = predicted[i][labels[i] != IGNORE].tolist()   # in word order
-                    gold = [self.labels[t] for t in feature["ner_tags"]]
-                    tags = ["O"] * len(gold)
-                    for word, tag_id in zip(feature["words"], first_pieces, strict=False):
-                        tags[word] = self.labels[tag_id]
-                    records.append({"index": start + i, "gold": gold, "prediction": tags})
+        batches = predictions(model, tokenized, batch_size, lambda f: self.collate(f, tokenizer), device)
+        for start, features, labels, predicted in batches:
+            for i, feature in enumerate(features):
+                first_pieces = predicted[i][labels[i] != IGNORE].tolist()   # in word order
+                gold = [self.labels[t] for t in feature["ner_tags"]]
+                tags = ["O"] * len(gold)
+                for word, tag_id in zip(feature["words"], first_pieces, strict=False):
+                    tags[word] = self.labels[tag_id]
+                records.append({"index": start + i, "gold": gold, "prediction": tags})
         if not records:
             raise DataError("nothing to evaluate: the tokenized split is empty")
         return scores([r["gold"] for r in records], [r["prediction"] for r in records]), records

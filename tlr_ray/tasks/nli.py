@@ -20,7 +20,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from tlr_ray.tasks import DataError, DataSource
-from tlr_ray.tasks.common import dispatch, feature_batches, require_columns, where
+from tlr_ray.tasks.common import dispatch, predictions, require_columns, where
 from tlr_ray.tasks.nli_sources import LABELS, load_hub, read_local
 from tlr_ray.tasks.registry import TASKS
 
@@ -90,17 +90,12 @@ class NliTask:
             _check_pretrained_pooler(model)   # also for a TA loaded by an eval job
         columns = [c for c in MODEL_INPUTS if c in tokenized.column_names]
         rows = tokenized.select_columns(columns)
-        model.eval()
         records: list[dict] = []
-        with torch.no_grad():
-            for start, features in feature_batches(rows, batch_size):
-                batch = self.collate(features, tokenizer)
-                labels = batch.pop("labels")
-                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-                predictions = logits.argmax(dim=-1).cpu()
-                for i, (label, prediction) in enumerate(zip(labels.tolist(), predictions.tolist(), strict=True)):
-                    records.append({"index": start + i, "label": label, "prediction": prediction,
-                                    "correct": label == prediction})
+        for start, _, labels, predicted in predictions(model, rows, batch_size,
+                                                       lambda f: self.collate(f, tokenizer), device):
+            for i, (label, prediction) in enumerate(zip(labels.tolist(), predicted.tolist(), strict=True)):
+                records.append({"index": start + i, "label": label, "prediction": prediction,
+                                "correct": label == prediction})
         if not records:
             raise DataError("nothing to evaluate: the tokenized split is empty")
         accuracy = 100.0 * sum(r["correct"] for r in records) / len(records)

@@ -15,9 +15,9 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from tlr_ray.tasks import DataError, DataSource
-from tlr_ray.tasks.common import feature_batches
+from tlr_ray.tasks.common import predictions
 from tlr_ray.tasks.registry import TASKS
-from tlr_ray.tasks.ud_sources import UPOS, align_words, describe, pad, read, tokenized_dataset
+from tlr_ray.tasks.ud_sources import UPOS, align_words, pad, read_checked, tokenized_dataset
 
 COLUMNS = ("tokens", "upos")
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -33,12 +33,8 @@ class PosTask:
     labels = UPOS
 
     def load(self, source: DataSource, split: str, language: str | None) -> datasets.Dataset:
-        where = describe(source, split, language)
-        try:
-            columns = read(source, source.splits.get(split, split), language, COLUMNS)
-        except DataError as e:
-            raise DataError(f"{where}: {e}") from None
-        return datasets.Dataset.from_dict(_checked(columns, where), features=_FEATURES)
+        return datasets.Dataset.from_dict(read_checked(source, split, language, COLUMNS, _checked),
+                                          features=_FEATURES)
 
     def tokenize(self, examples: datasets.Dataset, tokenizer: Any, max_length: int) -> datasets.Dataset:
         """Sub-token ids, `labels` (the tag at each fitting word's first sub-token, -100 elsewhere), the
@@ -72,19 +68,15 @@ class PosTask:
                  device: Any) -> tuple[dict[str, float], list[dict]]:
         """Accuracy in percent over all words, and one record per sentence. Model already on `device`."""
         device = torch.device(device) if device is not None else next(model.parameters()).device
-        model.eval()
         records: list[dict] = []
-        with torch.no_grad():
-            for _, features in feature_batches(tokenized, batch_size):
-                batch = self.collate(features, tokenizer)
-                labels = batch.pop("labels")
-                predicted = model(**{k: v.to(device) for k, v in batch.items()}).logits.argmax(-1).cpu()
-                for b, f in enumerate(features):
-                    pred = predicted[b][labels[b] != IGNORE].tolist()   # first sub-tokens, in word order
-                    pred = [UPOS[t] for t in pred] + [None] * (len(f["upos"]) - len(pred))  # None: cut off
-                    gold = [UPOS[t] for t in f["upos"]]
-                    records.append({"index": f["index"], "words": len(gold), "upos": gold, "predicted_upos": pred,
-                                    "correct": sum(g == p for g, p in zip(gold, pred, strict=False))})
+        for _, features, labels, predicted in predictions(model, tokenized, batch_size,
+                                                          lambda f: self.collate(f, tokenizer), device):
+            for b, f in enumerate(features):
+                pred = predicted[b][labels[b] != IGNORE].tolist()   # first sub-tokens, in word order
+                pred = [UPOS[t] for t in pred] + [None] * (len(f["upos"]) - len(pred))  # None: cut off
+                gold = [UPOS[t] for t in f["upos"]]
+                records.append({"index": f["index"], "words": len(gold), "upos": gold, "predicted_upos": pred,
+                                "correct": sum(g == p for g, p in zip(gold, pred, strict=False))})
         if not records:
             raise DataError("nothing to evaluate: the tokenized split is empty")
         score = accuracy([r["upos"] for r in records], [r["predicted_upos"] for r in records])

@@ -17,6 +17,7 @@ other, and a Hub `data_dir` written "{lang}" is filled with the treebank, not th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import conllu
@@ -74,6 +75,18 @@ def read(source: DataSource, split: str, language: str | None, columns: tuple[st
     if source.hub_id:
         return load_hub(source, split, language, columns)
     raise DataError("the source has neither hub_id nor local_path")
+
+
+def read_checked(source: DataSource, split: str, language: str | None, columns: tuple[str, ...],
+                 check: Callable[[dict[str, list], str], dict[str, list]]) -> dict[str, list]:
+    """`read` a split (its name mapped through the source's `splits`), then `check(columns, where)`, the
+    task's own checks; every error starts with where the data came from. Returns the checked columns."""
+    where = describe(source, split, language)
+    try:
+        columns_read = read(source, source.splits.get(split, split), language, columns)
+    except DataError as e:
+        raise DataError(f"{where}: {e}") from None
+    return check(columns_read, where)
 
 
 def conllu_file(folder: Path, split: str, language: str | None) -> Path:
