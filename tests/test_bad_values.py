@@ -7,9 +7,12 @@ row; `test_every_train_arg_and_resource_has_a_domain_and_a_row` fails until it h
 """
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import yaml
@@ -20,6 +23,10 @@ from tlr_ray.domains import RESOURCE_DOMAINS, TRAIN_ARG_DOMAINS
 NAN, INF = float("nan"), float("inf")
 SEARCH = {"search": {"task": "nli", "params": {"lr": {"loguniform": [1e-4, 1e-2]}}}}
 DEMO = {"model": "demo://model"}  # checks that read the model's config.json (hidden size, positions)
+# A Hub model whose config.json is in the local Hugging Face cache (written by the test): XLM-R's shape,
+# 514 position embeddings of which 512 are usable (positions start after the padding index).
+HUB = {"model": "tlr-ray-test/xlmr-shaped", "hub_config": {"model_type": "xlm-roberta", "hidden_size": 768,
+                                                           "max_position_embeddings": 514, "pad_token_id": 1}}
 TA, LA, BA = "tasks.nli.train_args", "language_adapters.train_args", "bilingual_adapters.train_args"
 COUNT, REAL, SEED = "must be a positive integer", "must be a positive finite number", "must be an integer from 0"
 
@@ -65,9 +72,11 @@ ROWS = [
     ("task_adapters.reduction_factor", 3, "divisor of the model's hidden size 128", DEMO),
     ("language_adapters.reduction_factor", 128, "of at most 64 (invertible", DEMO),
     ("task_adapters.reduction_factor", 0, COUNT, {"model": "bert-base-multilingual-cased"}),  # a Hub model
+    ("task_adapters.reduction_factor", 5, "divisor of the model's hidden size 768", HUB),
     # sequences within the model's position embeddings (demo model: 256)
     (f"{TA}.max_seq_length", 1024, "at most 256, the model's position embeddings", DEMO),
     (f"{LA}.max_seq_length", 512, "at most 256, the model's position embeddings", DEMO),
+    (f"{TA}.max_seq_length", 513, "at most 512, the model's position embeddings", HUB),
     # BA ratios
     ("bilingual_adapters.ratios", ["0:1"], "impossible ratio"),
     # seeds
@@ -103,17 +112,30 @@ def set_key(data: dict, path: str, value) -> None:
 
 
 @pytest.mark.parametrize("row", ROWS, ids=row_id)
-def test_bad_value_is_a_config_error_naming_the_key(row, write_sweep, request):
+def hub_cache(root: Path, model: str, config: dict) -> dict:
+    """A Hugging Face cache at `root` holding `model`'s config.json as the Hub client lays it out; the
+    environment that points a child process at it."""
+    snapshot = root / f"models--{model.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps(config))
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    return {**os.environ, "HF_HUB_CACHE": str(root), "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=row_id)
+def test_bad_value_is_a_config_error_naming_the_key(row, write_sweep, request, tmp_path):
     path, value, expected, *extra = row
-    extra = extra[0] if extra else {}
+    extra = dict(extra[0]) if extra else {}
     if extra.get("model", "").startswith("demo://"):
         request.getfixturevalue("demo_world")  # built once (first use), TLR_RAY_CACHE set for the child
+    env = hub_cache(tmp_path / "hf", extra["model"], extra.pop("hub_config")) if "hub_config" in extra else None
     sweep_file = write_sweep(**extra)
     data = yaml.safe_load(sweep_file.read_text())
     set_key(data, path, value)
     sweep_file.write_text(yaml.safe_dump(data))
     out = subprocess.run([sys.executable, "-m", "tlr_ray.sweep", str(sweep_file), "--dry-run"],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, env=env)
     both = out.stdout + out.stderr
     assert "Traceback" not in both, both
     assert out.returncode == 2, both

@@ -1,6 +1,7 @@
 """Which values each sweep knob accepts, as data: a domain per TrainArgs and Resources field and per
-key path (KNOBS), checked before planning, and what only a local model's config.json decides (reduction
-factors its hidden size allows, sequences its position embeddings fit). tlr_ray/validate.py calls these.
+key path (KNOBS), checked before planning, and what only the model's config.json decides (reduction
+factors its hidden size allows, sequences its position embeddings fit): at plan time for a local model or
+a Hub model in the local cache (tlr_ray/validate.py), else when each job starts (`check_job_fits`).
 """
 from __future__ import annotations
 
@@ -156,35 +157,76 @@ def model_config(model_path: Path) -> dict:
     return conf if isinstance(conf, dict) else {}
 
 
+def hub_cached_config(model: str, revision: str | None) -> Path | None:
+    """A Hub model's config.json where the local Hugging Face cache holds it (no download: the plan is
+    made offline too), else None."""
+    from huggingface_hub import try_to_load_from_cache  # only for Hub ids: --dry-run of a local model skips it
+    try:
+        found = try_to_load_from_cache(model, "config.json", revision=revision)
+    except ValueError:  # not a valid repo id: the model's own loading reports that
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
 # Models whose position ids start after the padding index, so that max_position_embeddings - pad - 1
 # positions are usable (XLM-R: 514 embeddings, 512 tokens).
 OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert")
 
 
-def check_model_fit(cfg: SweepConfig, conf: dict, model_path: Path, args_by_key: dict, file: str) -> None:
-    """What only the model's config decides, for a local model: reduction factors that its hidden size
-    allows, and sequences that fit its position embeddings. (A Hub model: positivity only, in KNOBS.)"""
+def usable_positions(conf: dict) -> int | None:
+    """How many tokens fit the model's position embeddings (None: its config does not say)."""
+    positions = conf.get("max_position_embeddings")
+    if not (is_int(positions) and positions > 0):
+        return None
+    if conf.get("model_type") in OFFSET_POSITIONS and is_int(conf.get("pad_token_id")):
+        positions -= conf["pad_token_id"] + 1
+    return positions
+
+
+def fit_problems(conf: dict, factors, lengths, config_file: str) -> Iterator[tuple[str, Any, str, str]]:
+    """(key, value, allowed, fix) of each knob that a model's config rules out: reduction factors
+    (`factors`: (key, factor, invertible)) that its hidden size does not allow, sequence lengths
+    (`lengths`: (key, max_seq_length)) beyond its position embeddings. `config_file` names the config."""
     hidden = conf.get("hidden_size", conf.get("d_model", conf.get("dim")))
-    la = cfg.language_adapters
     if is_int(hidden) and hidden > 0:
-        factors = (("language_adapters.reduction_factor", la.reduction_factor, la.invertible),
-                   ("bilingual_adapters.reduction_factor", cfg.bilingual_adapters.reduction_factor, False),
-                   ("task_adapters.reduction_factor", cfg.task_adapters.reduction_factor, False))
         for key, rf, invertible in factors:
             # The bottleneck is hidden / rf; an invertible adapter works on half the hidden size.
             fits = [d for d in range(1, hidden + 1) if hidden % d == 0 and (not invertible or d <= hidden // 2)]
             if rf not in fits:
                 allowed = f"a divisor of the model's hidden size {hidden}" + (
                     f" of at most {hidden // 2} (invertible LAs work on half of it)" if invertible else "")
-                raise out_of_domain(file, key, rf, allowed, f"one of {', '.join(map(str, fits))} "
-                                    f"({model_path / 'config.json'})")
-    positions = conf.get("max_position_embeddings")
-    if is_int(positions) and positions > 0:
-        if conf.get("model_type") in OFFSET_POSITIONS and is_int(conf.get("pad_token_id")):
-            positions -= conf["pad_token_id"] + 1
-        for key, args in args_by_key.items():
-            if args.max_seq_length > positions:
-                raise out_of_domain(file, f"{key}.max_seq_length", args.max_seq_length,
-                                    f"at most {positions}, the model's position embeddings "
-                                    f"(max_position_embeddings in {model_path / 'config.json'})",
-                                    f"give max_seq_length {positions} or less, e.g. {min(positions, 128)}")
+                yield key, rf, allowed, f"one of {', '.join(map(str, fits))} ({config_file})"
+    positions = usable_positions(conf)
+    if positions is not None:
+        for key, length in lengths:
+            if length > positions:
+                yield (key, length, f"at most {positions}, the model's position embeddings "
+                       f"(max_position_embeddings in {config_file})",
+                       f"give max_seq_length {positions} or less, e.g. {min(positions, 128)}")
+
+
+def check_model_fit(cfg: SweepConfig, conf: dict, config_file: Path, args_by_key: dict, file: str) -> None:
+    """What only the model's config decides, at plan time (a local model, or a Hub model whose config.json
+    is in the local Hugging Face cache): reduction factors that its hidden size allows, and sequences that
+    fit its position embeddings. Otherwise each job checks the same when it starts (`check_job_fits`)."""
+    la = cfg.language_adapters
+    factors = (("language_adapters.reduction_factor", la.reduction_factor, la.invertible),
+               ("bilingual_adapters.reduction_factor", cfg.bilingual_adapters.reduction_factor, False),
+               ("task_adapters.reduction_factor", cfg.task_adapters.reduction_factor, False))
+    lengths = [(f"{key}.max_seq_length", args.max_seq_length) for key, args in args_by_key.items()]
+    for key, value, allowed, fix in fit_problems(conf, factors, lengths, str(config_file)):
+        raise out_of_domain(file, key, value, allowed, fix)
+
+
+class ModelFitError(ValueError):
+    """A job's knob that its model does not allow, found when the job starts (a Hub model not in the local
+    cache at plan time), before any training step."""
+
+
+def check_job_fits(conf: dict, model: str, factors=(), lengths=()) -> None:
+    """`check_model_fit` for one job, on the model config it has just loaded."""
+    for key, value, allowed, fix in fit_problems(conf, factors, lengths, f"the config of {model}"):
+        raise ModelFitError(f"{key}: {value} is not allowed for the model {model}: must be {allowed}. Fix it in "
+                            f"the sweep file: {fix}. (Checked when the job starts, as the model's config was not "
+                            "in the local Hugging Face cache at plan time; with it there, the sweep checks before "
+                            "any job.)")

@@ -33,6 +33,7 @@ from tlr_ray.domains import (
     check_knobs,
     check_model_fit,
     check_value,
+    hub_cached_config,
     is_real,
     model_config,
 )
@@ -149,11 +150,15 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
             raise ConfigError(file, "model", f"{model_path} is not a model folder (no config.json); give "
                               "a Hub id such as bert-base-multilingual-cased or a folder from save_pretrained")
         model = str(model_path)
+        config_file: Path | None = model_path / "config.json"
+    else:  # a Hub id: its config.json where the Hugging Face cache has it, else each job checks at start
+        config_file = hub_cached_config(model, cfg.model_revision)
+    if config_file is not None:
         args_by_key = {**{f"tasks.{k}.train_args": a for k, a in task_args.items()},
                        "language_adapters.train_args": la_args}
         if {"BAD-X", "MA"} & _all_variants(cfg):  # BAs' defaults matter only where BAs are trained
             args_by_key["bilingual_adapters.train_args"] = ba_args
-        check_model_fit(cfg, model_config(model_path), model_path, args_by_key, file)
+        check_model_fit(cfg, model_config(config_file.parent), config_file, args_by_key, file)
     _warn_final_evaluation_only(cfg, task_args, la_args, ba_args, file)
     return Sweep(file=file, config=cfg, model=model, datasets=datasets, task_args=task_args,
                  la_args=la_args, ba_args=ba_args, corpora=corpora, pretrained=pretrained,

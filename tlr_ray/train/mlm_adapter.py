@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
+from tlr_ray.domains import check_job_fits
 from tlr_ray.plan import Job
 from tlr_ray.sampling import interleave
 from tlr_ray.train.context import JobContext
@@ -33,6 +34,10 @@ def train_mlm_adapter(job: Job, out_dir: Path, ctx: JobContext) -> dict:
             model.save_adapter(str(out_dir / "adapter"), NAME, with_head=False)
         return {"pretrained": 1}
     args = spec.args
+    knobs = "language_adapters" if job.kind == "la" else "bilingual_adapters"
+    check_job_fits(model.config.to_dict(), inputs.model,  # before any step (a Hub model unchecked at plan time)
+                   factors=[(f"{knobs}.reduction_factor", spec.reduction_factor, spec.invertible)],
+                   lengths=[(f"{knobs}.train_args.max_seq_length", args.max_seq_length)])
     set_seed(spec.seed)
     tokenizer = load_tokenizer(inputs.model, inputs.model_revision)
     layers = model.config.num_hidden_layers
