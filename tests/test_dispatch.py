@@ -6,7 +6,6 @@ from ray.tune.search import Searcher
 
 from tlr_ray.dispatch import Dispatcher
 from tlr_ray.plan import plan_sweep
-from tlr_ray.trial import Summary
 from tlr_ray.validate import load_sweep
 
 
@@ -36,7 +35,7 @@ def trial_of(d: Dispatcher, job_id: str) -> str:
 def test_a_job_starts_once_its_own_inputs_exist(write_sweep):
     p = plan(write_sweep)
     jobs = {j.id: j for j in p.jobs}
-    d = Dispatcher(list(p.jobs), {"corpus": 4, "la": 2, "ta": 4, "eval": 4}, Summary())
+    d = Dispatcher(list(p.jobs), {"corpus": 4, "la": 2, "ta": 4, "eval": 4})
     past_corpora(d)
     first = drain(d, 0)
     assert [jobs[i].kind for i in first] == ["la", "la"]  # the kind's limit, in plan order
@@ -54,7 +53,7 @@ def test_a_job_starts_once_its_own_inputs_exist(write_sweep):
 
 def test_everything_runs_in_dependency_order_and_then_finishes(write_sweep):
     p = plan(write_sweep)
-    d = Dispatcher(list(p.jobs), {"corpus": 1, "la": 1, "ta": 1, "eval": 1}, Summary())
+    d = Dispatcher(list(p.jobs), {"corpus": 1, "la": 1, "ta": 1, "eval": 1})
     finished: list[str] = []
     while True:
         config = d.suggest(f"t{len(finished)}")
@@ -70,8 +69,7 @@ def test_everything_runs_in_dependency_order_and_then_finishes(write_sweep):
 
 def test_dependants_of_a_failed_job_are_not_started(write_sweep):
     p = plan(write_sweep)
-    summary = Summary()
-    d = Dispatcher(list(p.jobs), {"corpus": 10, "la": 10, "ta": 10, "eval": 10}, summary)
+    d = Dispatcher(list(p.jobs), {"corpus": 10, "la": 10, "ta": 10, "eval": 10})
     past_corpora(d)
     las = drain(d, 0)
     failed = las[0]
@@ -81,8 +79,8 @@ def test_dependants_of_a_failed_job_are_not_started(write_sweep):
     while d.suggest("x") not in (None, Searcher.FINISHED):
         d.on_trial_complete("x")
     downstream = {j.id for j in p.jobs if failed in j.needs}
-    assert downstream and all("which failed" in summary.failed[i] for i in downstream)
-    assert failed in summary.failed
+    assert downstream and all("which failed" in d.failed[i] for i in downstream)
+    assert failed in d.failed
 
 
 def test_jobs_wait_for_room_on_the_cluster(write_sweep):
@@ -91,13 +89,14 @@ def test_jobs_wait_for_room_on_the_cluster(write_sweep):
     jobs = {j.id: j for j in p.jobs}
     one_cpu = {"corpus": {"CPU": 1}, "la": {"CPU": 1}, "ta": {"CPU": 1}, "eval": {"CPU": 1}}
     limits = {"corpus": 4, "la": 4, "ta": 4, "eval": 4}
-    d = Dispatcher(list(p.jobs), limits, Summary(), {"CPU": 2}, one_cpu)
+    d = Dispatcher(list(p.jobs), limits, capacity={"CPU": 2}, demands=one_cpu)
     first = drain(d, 0)
     assert len(first) == 2 and d.suggest("full") is None
     d.on_trial_complete(trial_of(d, first[0]))
     assert len(drain(d, 10)) == 1
     # A job bigger than the whole cluster still runs, alone (the cluster may grow, or Ray says why not).
-    big = Dispatcher(list(p.jobs), limits, Summary(), {"CPU": 2}, {**one_cpu, "la": {"CPU": 4}})
+    big = Dispatcher(list(p.jobs), limits, capacity={"CPU": 2},
+                     demands={**one_cpu, "la": {"CPU": 4}})
     past_corpora(big)
     assert [jobs[i].kind for i in drain(big, 0)] == ["la"]
 
@@ -106,7 +105,7 @@ def test_corpora_are_prepared_before_any_other_job_starts(write_sweep):
     """A bad corpus must fail before GPU time is spent: nothing else starts while a corpus job is left."""
     p = plan(write_sweep)
     jobs = {j.id: j for j in p.jobs}
-    d = Dispatcher(list(p.jobs), {"corpus": 2, "la": 4, "ta": 4, "eval": 4}, Summary())
+    d = Dispatcher(list(p.jobs), {"corpus": 2, "la": 4, "ta": 4, "eval": 4})
     first = drain(d, 0)
     assert [jobs[i].kind for i in first] == ["corpus", "corpus"]  # 4 corpora, 2 at a time, nothing else
     for job_id in first:
@@ -125,7 +124,7 @@ def test_jobs_of_another_driver_are_waited_for_then_reused(write_sweep):
     p = plan(write_sweep)
     jobs = {j.id: j for j in p.jobs}
     state = {j.id: "wait" for j in p.jobs if j.kind == "corpus"}
-    d = Dispatcher(list(p.jobs), {"corpus": 2, "la": 4, "ta": 4, "eval": 4}, Summary(),
+    d = Dispatcher(list(p.jobs), {"corpus": 2, "la": 4, "ta": 4, "eval": 4},
                    claim=lambda job: state.get(job.id, "run"))
     d.RECHECK_S = 0.0
     assert d.suggest("t0") is None  # every corpus is another driver's: nothing to run yet, no error
@@ -133,7 +132,7 @@ def test_jobs_of_another_driver_are_waited_for_then_reused(write_sweep):
     state.update(dict.fromkeys(state, "done"))
     started = drain(d, 1)
     assert started and {jobs[i].kind for i in started} == {"la"}
-    assert sorted(d.summary.reused) == sorted(state)
+    assert sorted(d.reused) == sorted(state)
     assert not d.elsewhere
 
 

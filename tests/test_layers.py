@@ -1,6 +1,6 @@
 """The layering of docs/architecture.md holds in the imports: no import cycle among the modules of
 tlr_ray/ and analysis/, lazy (function-level) imports included, and analysis/ never imports tlr_ray
-(it reads results, not our code)."""
+(it reads results, not our code). `importlib.import_module` calls count as imports."""
 from __future__ import annotations
 
 import ast
@@ -32,8 +32,25 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in mods]
                 targets = subs if len(subs) == len(node.names) else [node.module, *subs]
+            elif dynamic := dynamic_import(node):
+                # importlib.import_module(f"pkg.{name}"): an edge to every module it may load
+                targets = [m for m in mods if m == dynamic or m.startswith(dynamic)]
             graph[name] |= {t for t in targets if t in mods and t != name}
     return graph
+
+
+def dynamic_import(node: ast.AST) -> str | None:
+    """The module name, or the constant prefix of an f-string one ("tlr_ray.tasks."), that an
+    `importlib.import_module(...)` call loads; None for any other node."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "import_module" and node.args):
+        return None
+    arg = node.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value
+    if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+        return str(arg.values[0].value)
+    return None
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -68,6 +85,13 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_checker_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_graph_has_the_dynamic_imports():
+    """get_task imports task modules by name (importlib): those edges count like any import."""
+    graph = import_graph()
+    assert {"tlr_ray.tasks.nli", "tlr_ray.tasks.dp"} <= graph["tlr_ray.tasks"]
+    assert "tlr_ray.tasks" not in graph["tlr_ray.tasks.nli"]  # task modules import tasks.base, not the package
 
 
 def test_no_import_cycle_among_our_modules():

@@ -13,7 +13,6 @@ import pytest
 from tlr_ray.dispatch import Dispatcher
 from tlr_ray.leases import Leases
 from tlr_ray.plan import Job
-from tlr_ray.trial import Summary
 
 
 @pytest.fixture(autouse=True)
@@ -79,8 +78,7 @@ def job(jid: str, kind: str = "la", needs=()) -> Job:
 
 def test_the_dispatcher_waits_for_a_job_another_driver_runs_and_reuses_it():
     state = {"la-en": "wait"}
-    summary = Summary()
-    d = Dispatcher([job("la-en"), job("la-sw"), job("ta", "ta", ["la-en"])], {"la": 2, "ta": 1}, summary,
+    d = Dispatcher([job("la-en"), job("la-sw"), job("ta", "ta", ["la-en"])], {"la": 2, "ta": 1},
                    claim=lambda j: state.get(j.id, "run"))
     d.RECHECK_S = 0.0
     assert d.suggest("t1") == {"job_id": "la-sw"}  # la-en is elsewhere: the next job goes
@@ -88,4 +86,4 @@ def test_the_dispatcher_waits_for_a_job_another_driver_runs_and_reuses_it():
     d.on_trial_complete("t1")
     assert d.suggest("t3") is None                  # nothing of ours runs, but la-en is elsewhere: no error
     state["la-en"] = "done"
-    assert d.suggest("t4") == {"job_id": "ta"} and summary.reused == ["la-en"]
+    assert d.suggest("t4") == {"job_id": "ta"} and d.reused == ["la-en"]

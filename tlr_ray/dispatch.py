@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import ray
 from ray.tune.search import Searcher
 
 from tlr_ray.config import Resources
 from tlr_ray.plan import Job
-
-if TYPE_CHECKING:
-    from tlr_ray.trial import Summary
 
 
 def demand(res: Resources, kind: str) -> dict[str, float]:
@@ -24,6 +20,15 @@ def demand(res: Resources, kind: str) -> dict[str, float]:
     if res.use_gpu:
         out["GPU"] = (res.gpus_per_worker or 1) * workers
     return out
+
+
+def skip_blocked(job: Job, failed: dict[str, str]) -> bool:
+    """True, and `job` recorded in `failed`, when a job it needs has failed: it is not run, and its own
+    dependants are skipped in turn. The one place that decides that a job will not run."""
+    if blocked := [n for n in job.needs if n in failed]:
+        failed[job.id] = f"needs {', '.join(blocked)}, which failed"
+        return True
+    return False
 
 
 def concurrency(res: Resources, kind: str, configured: int | None) -> int:
@@ -42,6 +47,8 @@ class Dispatcher(Searcher):
     running ones, and FINISHED when none is left. Plan order (corpus, la, ba, ta, eval) sets the
     priority, no other job starts while a corpus job is pending or running, and
     each kind runs at most `limits[kind]` trials at once; a job whose input failed is not started.
+    `failed` (job id -> why) is the sweep's map of failures, which the tracking callback fills as trials
+    fail and this fills for the jobs they block; `reused` collects the jobs another driver finished.
     With a `capacity` (the cluster's CPUs/GPUs), jobs also go out only while the running ones leave room
     for them: a training trial holds no CPU itself, and without this, trials whose workers cannot be
     placed yet would pile up as idle processes. No capacity (an autoscaling cluster, which grows on
@@ -52,11 +59,13 @@ class Dispatcher(Searcher):
 
     RECHECK_S = 2.0  # how often a job that another driver runs is asked about again
 
-    def __init__(self, todo: list[Job], limits: dict[str, int], summary: Summary,
-                 capacity: dict[str, float] | None = None, demands: dict[str, dict] | None = None,
-                 claim: Callable[[Job], str] | None = None):
+    def __init__(self, todo: list[Job], limits: dict[str, int], failed: dict[str, str] | None = None,
+                 reused: list[str] | None = None, capacity: dict[str, float] | None = None,
+                 demands: dict[str, dict] | None = None, claim: Callable[[Job], str] | None = None):
         super().__init__()
-        self.pending, self.limits, self.summary = list(todo), limits, summary
+        self.pending, self.limits = list(todo), limits
+        self.failed = failed if failed is not None else {}
+        self.reused = reused if reused is not None else []
         self.capacity, self.demands = capacity, demands or {}
         self.claim = claim
         self.elsewhere: dict[str, float] = {}             # job id -> when to ask `claim` again
@@ -82,9 +91,8 @@ class Dispatcher(Searcher):
         for job in list(self.pending):
             if corpora_left and job.kind != "corpus":
                 break
-            if failed := [n for n in job.needs if n in self.summary.failed]:
+            if skip_blocked(job, self.failed):
                 self.pending.remove(job)
-                self.summary.failed[job.id] = f"needs {', '.join(failed)}, which failed"
                 continue
             state = self.take(job, busy)
             if state is None:  # stays pending
@@ -93,7 +101,7 @@ class Dispatcher(Searcher):
             self.pending.remove(job)
             self.elsewhere.pop(job.id, None)
             if state == "done":
-                self.summary.reused.append(job.id)
+                self.reused.append(job.id)
                 self.waiting_on.discard(job.id)
                 continue
             self.running[trial_id] = job
@@ -133,7 +141,7 @@ class Dispatcher(Searcher):
         if job is None:
             return
         if error:  # TrackingCallback records why; make sure dependants see it even if it runs later
-            self.summary.failed.setdefault(job.id, "failed")
+            self.failed.setdefault(job.id, "failed")
         else:
             self.waiting_on.discard(job.id)
 

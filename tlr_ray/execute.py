@@ -22,7 +22,7 @@ from ray import tune
 
 from tlr_ray import artifacts
 from tlr_ray.config import Sweep
-from tlr_ray.dispatch import Dispatcher, concurrency, demand
+from tlr_ray.dispatch import Dispatcher, concurrency, demand, skip_blocked
 from tlr_ray.leases import Leases
 from tlr_ray.plan import Job, Plan, plan_sweep
 from tlr_ray.storage import join
@@ -86,7 +86,7 @@ def run_jobs(sweep: Sweep, todo: list[Job], storage: str, tracker: Tracker, summ
         resources={kind: sweep.resources(kind) for kind in limits},
         checkpoint_every=ex.checkpoint_every, max_failures=ex.max_failures, ray_train=ex.ray_train)
     tracking = TrackingCallback(tracker, {j.id: j for j in todo}, storage, summary, len(todo), leases=leases)
-    dispatcher = Dispatcher(todo, limits, summary, capacity, demands, claim=tracking.claim)
+    dispatcher = Dispatcher(todo, limits, summary.failed, summary.reused, capacity, demands, claim=tracking.claim)
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_resources(sweep, kinds)),
         # max_concurrent_trials wraps the Dispatcher in a ConcurrencyLimiter, which is what lets Tune
@@ -167,9 +167,7 @@ def run_phases(sweep: Sweep, plan: Plan, storage: str, tracker: Tracker, summary
                 if leases.holder(job.id) is None:  # else its driver is logging it right now
                     tracker.ensure_logged(job, manifest, artifacts.location(storage, job.id))
                 summary.reused.append(job.id)
-            elif blocked := [n for n in job.needs if n in summary.failed]:
-                summary.failed[job.id] = f"needs {', '.join(blocked)}, which failed"
-            else:
+            elif not skip_blocked(job, summary.failed):
                 todo.append(job)
         kinds = [k for k in kinds if plan.of_kind(k)]
         label = "+".join(kinds)

@@ -9,19 +9,20 @@ is complete. That fast path imports nothing heavy (no torch). See docs/demo-worl
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import logging
 import os
-import pkgutil
 import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from tlr_ray.demo import ner_data, qa_data, ud_data
 from tlr_ray.demo.language import LANGUAGES, VERSION, render, text_line
 from tlr_ray.demo.pairs import LABELS, make_pairs
+
+TASK_DATA = {"ner": ner_data, "qa": qa_data, "ud": ud_data}  # task -> its demo data module (write)
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,9 @@ def write_demo_data(folder: str | Path) -> dict:
     sizes["multinli"] = _write_multinli(folder / "nli" / "multinli")
     sizes["americasnli"] = _write_anli(folder / "nli" / "anli")
     sizes["xnli"] = _write_xnli(folder / "nli" / "xnli")
-    # Other tasks' demo data: every module tlr_ray/demo/<task>_data.py with `write(folder) -> sizes`.
-    for mod in sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])):
-        if mod.endswith("_data"):
-            sizes[mod[:-5]] = importlib.import_module(f"tlr_ray.demo.{mod}").write(folder)
+    # Other tasks' demo data: a module tlr_ray/demo/<task>_data.py with `write(folder) -> sizes` each.
+    for task, module in TASK_DATA.items():
+        sizes[task] = module.write(folder)
     log.info("demo world: text and task data written")
     return sizes
 

@@ -8,7 +8,7 @@ from typing import Any
 import datasets
 import torch
 
-from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.base import DataError, DataSource
 
 
 def where(source: DataSource, split: str, language: str | None) -> str:

@@ -26,7 +26,7 @@ import datasets
 import torch
 from transformers import DataCollatorWithPadding
 
-from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.base import DataError, DataSource
 from tlr_ray.tasks.common import feature_batches
 from tlr_ray.tasks.registry import TASKS
 from tlr_ray.tasks.ud_sources import RELATIONS, SUBTYPES, align_words, pad, read_checked, tokenized_dataset

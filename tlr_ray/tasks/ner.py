@@ -16,7 +16,7 @@ import torch
 from seqeval.metrics import f1_score, precision_score, recall_score
 from transformers import DataCollatorForTokenClassification
 
-from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.base import DataError, DataSource
 from tlr_ray.tasks.common import dispatch, predictions, where
 from tlr_ray.tasks.ner_sources import TAG_SETS, TagSet, load_hub, read_local
 from tlr_ray.tasks.registry import TASKS

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import datasets
 
-from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.base import DataError, DataSource
 from tlr_ray.tasks.common import hub_dataset
 
 # The reference's 7 labels; ids 0-6 coincide with CoNLL-2003's and MasakhaNER's own ids.

@@ -19,7 +19,7 @@ import datasets
 import torch
 from transformers import DataCollatorWithPadding
 
-from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.base import DataError, DataSource
 from tlr_ray.tasks.common import dispatch, predictions, require_columns, where
 from tlr_ray.tasks.nli_sources import LABELS, load_hub, read_local
 from tlr_ray.tasks.registry import TASKS

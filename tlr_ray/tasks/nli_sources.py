@@ -19,7 +19,7 @@ from pathlib import Path
 
 import datasets
 
-from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.base import DataError, DataSource
 from tlr_ray.tasks.common import hub_dataset, jsonl_records
 
 log = logging.getLogger(__name__)

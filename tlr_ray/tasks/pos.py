@@ -14,7 +14,7 @@ import datasets
 import torch
 from transformers import DataCollatorWithPadding
 
-from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.base import DataError, DataSource
 from tlr_ray.tasks.common import predictions
 from tlr_ray.tasks.registry import TASKS
 from tlr_ray.tasks.ud_sources import UPOS, align_words, pad, read_checked, tokenized_dataset

@@ -18,7 +18,7 @@ import datasets
 import torch
 from transformers import DataCollatorWithPadding
 
-from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.base import DataError, DataSource
 from tlr_ray.tasks.common import dispatch, feature_batches, require_columns, where
 from tlr_ray.tasks.qa_sources import load_hub, read_local
 from tlr_ray.tasks.registry import TASKS

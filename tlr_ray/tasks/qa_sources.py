@@ -22,7 +22,7 @@ from pathlib import Path
 import datasets
 
 from tlr_ray import languages
-from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.base import DataError, DataSource
 from tlr_ray.tasks.common import hub_dataset, jsonl_records
 
 # TyDiQA ids start with the language's English name; "yoruba" exists only in the demo world's file.

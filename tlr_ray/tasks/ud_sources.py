@@ -24,7 +24,7 @@ import conllu
 import datasets
 
 from tlr_ray import languages
-from tlr_ray.tasks import DataError, DataSource
+from tlr_ray.tasks.base import DataError, DataSource
 from tlr_ray.tasks.common import hub_dataset, where
 
 log = logging.getLogger(__name__)
