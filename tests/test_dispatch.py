@@ -190,4 +190,21 @@ def test_a_kept_trial_process_is_released_once_idle_and_tune_is_put_back():
         time.sleep(0.4)
         TuneController._cleanup_cached_actors(c)
         assert removed == [actor] and c._actor_cache.num_cached_objects == 0
+        # A controller without what the check reads (another Ray): released at once, not kept forever.
+        c, removed = controller_keeping_one()
+        del c._staged_trials
+        TuneController._cleanup_cached_actors(c)
+        assert removed == [actor]
     assert TuneController._cleanup_cached_actors is original
+
+
+def test_tune_controllers_have_what_the_idle_check_reads():
+    """The names `tune_releases_idle_trials` reads on a real controller (set in its __init__), pinned to this
+    Ray: an upgrade that renames one fails here, not silently in a two-driver sweep."""
+    import inspect
+
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.utils.object_cache import _ObjectCache
+    init = inspect.getsource(TuneController.__init__)
+    assert all(f"self.{name}" in init for name in ("_actor_cache", "_staged_trials", "_pending_trials"))
+    assert isinstance(inspect.getattr_static(_ObjectCache, "num_cached_objects"), property)

@@ -37,3 +37,18 @@ def test_second_call_comes_from_the_cache(demo_world, tmp_path, monkeypatch):
     assert (task.loads, task.tokenizes) == (3, 3) and len(small) == 10
     other_language = tokenized(task, {}, src, "test", "th", tok, 48)
     assert task.loads == 4 and other_language["input_ids"] != first["input_ids"]
+
+
+def test_a_tokenizer_is_not_kept_alive_by_its_fingerprint(demo_world):
+    """A reused trial process loads a tokenizer per job; remembering fingerprints must not keep them all."""
+    import gc
+    import weakref
+
+    from tlr_ray.train.models import load_tokenizer
+    from tlr_ray.train.token_cache import tokenizer_fingerprint
+    first = load_tokenizer(str(demo_world / "model"))
+    fingerprint, gone = tokenizer_fingerprint(first), weakref.ref(first)
+    assert tokenizer_fingerprint(load_tokenizer(str(demo_world / "model"))) == fingerprint  # same files
+    del first
+    gc.collect()
+    assert gone() is None

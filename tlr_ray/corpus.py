@@ -64,8 +64,10 @@ def corpus_job(args) -> dict:
         raise DataError(f"{e} Give the file's language with --language.") from None
     local = args.model.startswith(("demo://", ".", "/", "~")) or Path(args.model).exists()  # as the sweep check
     model = str(resolve_path(args.model)) if local else args.model
-    spec = CorpusSpec(model_fingerprint(model, args.revision), lang, path_fingerprint(str(path)), args.block_size,
-                      args.heldout_fraction, args.heldout_split, args.heldout_seed, args.max_lines)
+    spec = CorpusSpec(model=model_fingerprint(model, args.revision), language=lang,
+                      corpus=path_fingerprint(str(path)), block_size=args.block_size,
+                      heldout_fraction=args.heldout_fraction, heldout_split=args.heldout_split,
+                      heldout_seed=args.heldout_seed, max_lines=args.max_lines)
     return Job(id=job_id_of("corpus", spec), kind="corpus", task=None, dataset=None,
                variant=None, variants=(), seed=None, ratio=None, languages=(lang,), target=None, needs=(),
                spec=spec, inputs=Inputs(model, args.revision, corpus={"path": str(path)}))

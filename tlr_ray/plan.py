@@ -98,7 +98,7 @@ class _Builder:
         if ref.kind == "la" and ref.languages[0] in s.pretrained:
             where = s.pretrained[ref.languages[0]]
             fp = path_fingerprint(where) if where.startswith("/") else f"hub:{where}"
-            return self.add("la", PretrainedSpec(self.model_fp, ref.languages[0], fp),
+            return self.add("la", PretrainedSpec(model=self.model_fp, language=ref.languages[0], pretrained=fp),
                             Inputs(**self.model_inputs, pretrained=where), task=None, dataset=None, seed=None,
                             ratio=None, languages=ref.languages, target=None, needs=())
         if ref.kind == "la":
@@ -132,8 +132,9 @@ class _Builder:
             from tlr_ray.languages import LANGUAGES
             wiki = f"{la.wikipedia_dump}.{LANGUAGES[lang].wiki}"
             where, fp = {"wikipedia": wiki}, f"hub:wikimedia/wikipedia:{wiki}"
-        spec = CorpusSpec(self.model_fp, lang, fp, block_size, self.sweep.heldout_fraction(lang),
-                          la.heldout_split, la.heldout_seed, la.max_corpus_lines)
+        spec = CorpusSpec(model=self.model_fp, language=lang, corpus=fp, block_size=block_size,
+                          heldout_fraction=self.sweep.heldout_fraction(lang), heldout_split=la.heldout_split,
+                          heldout_seed=la.heldout_seed, max_lines=la.max_corpus_lines)
         return self.add("corpus", spec, Inputs(**self.model_inputs, corpus=where), task=None, dataset=None,
                         seed=None, ratio=None, languages=(lang,), target=None, needs=())
 

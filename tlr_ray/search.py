@@ -19,8 +19,9 @@ from tlr_ray.fingerprint import digest
 from tlr_ray.plan import Job, plan_sweep
 from tlr_ray.specs import canonical
 from tlr_ray.storage import StoreFile, is_local, join
+from tlr_ray.tasks.registry import TASKS
 
-OBJECTIVE = "live/best_score"  # the TA's best validation score so far (higher is better)
+OBJECTIVE = "live/best_score"  # the TA's best validation score so far (the task's mode says which way)
 
 
 def with_args(sweep: Sweep, entry: str, params: dict) -> Sweep:
@@ -97,6 +98,7 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
                 self.tracker.fail_job(run_id, why)
             print(f"  [{self.done}/{self.total}] search trial failed (ignored): {why}", flush=True)
 
+    mode = TASKS[sweep.config.tasks[search.task].name(search.task)].mode  # the task of the searched entry
     scheduler = ASHAScheduler(grace_period=1) if search.scheduler == "asha" else None
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(search_trial, sweep=sweep, storage=storage,
@@ -105,7 +107,7 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
                             trial_holds(res, "ta", sweep.config.execution.ray_train)),
         param_space=param_space(sweep),
         tune_config=tune.TuneConfig(
-            search_alg=OptunaSearch(seed=search.seed), scheduler=scheduler, metric=OBJECTIVE, mode="max",
+            search_alg=OptunaSearch(seed=search.seed), scheduler=scheduler, metric=OBJECTIVE, mode=mode,
             num_samples=search.num_samples, reuse_actors=idle_trials_released(),  # as the sweep's trials
             max_concurrent_trials=concurrency(res, "ta", sweep.config.execution.max_concurrent_trials)),
         run_config=tune.RunConfig(name=f"{sweep.name}-search-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -116,7 +118,7 @@ def run_search(sweep: Sweep, storage: str, tracker, summary) -> Sweep:
         results = tuner.fit()
     if not [r for r in results if r.metrics and OBJECTIVE in r.metrics]:
         raise RuntimeError(f"every search trial failed ({'; '.join(failed_trials)})")
-    best = results.get_best_result(metric=OBJECTIVE, mode="max")
+    best = results.get_best_result(metric=OBJECTIVE, mode=mode)
     params = {k: best.config[k] for k in search.params}
     trials = [{"params": {k: r.config[k] for k in search.params}, "score": r.metrics.get(OBJECTIVE)}
               for r in results if r.metrics]

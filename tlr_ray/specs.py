@@ -2,7 +2,8 @@
 job id) and its inputs (where things live at run time, not hashed). tlr_ray/plan.py builds them, the
 recipes read their fields, and a misspelt field fails where the plan is built, not inside a Ray worker.
 
-A spec is hashed through its canonical dict (`asdict`, JSON with sorted keys, tuples as lists), the same
+Specs are keyword-only: reordering their fields can never swap two values. A spec is hashed through
+its canonical dict (`asdict`, JSON with sorted keys, tuples as lists), the same
 dict the plan hashed before specs were typed: job ids did not change. Manifests and MLflow keep that dict
 (`Job.record`). Torch-free: planning and `--dry-run` import this.
 """
@@ -15,7 +16,7 @@ from tlr_ray.config import TrainArgs
 from tlr_ray.tasks import DataSource
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CorpusSpec:
     """A corpus job: one language's text tokenised into memory-mapped blocks."""
     model: str                       # model fingerprint (its tokenizer)
@@ -28,7 +29,7 @@ class CorpusSpec:
     max_lines: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PretrainedSpec:
     """An LA loaded from a folder or AdapterHub instead of trained (`language_adapters.pretrained`)."""
     model: str
@@ -36,7 +37,7 @@ class PretrainedSpec:
     pretrained: str                  # its fingerprint
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MLMSpec:
     """An LA, BA or MA: an adapter trained with MLM on one or more prepared corpora."""
     model: str
@@ -50,7 +51,7 @@ class MLMSpec:
     seed: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TASpec:
     model: str
     task: str
@@ -65,7 +66,7 @@ class TASpec:
     seed: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvalSpec:
     ta: str
     adapter: str | None              # the inference LA/BA/MA job id; None for TA-ONLY

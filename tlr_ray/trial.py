@@ -232,7 +232,7 @@ def job_trial(config: dict, jobs: dict[str, Job], storage: str, precision: str, 
     verifying = time.perf_counter()
     manifest = artifacts.verify(storage, job.id)
     if manifest is None:
-        raise RuntimeError(f"job {job['id']} finished without an intact artifact")
+        raise RuntimeError(f"job {job.id} finished without an intact artifact")
     if job.kind not in ("eval", "corpus"):
         # The artifact is published: its checkpoints are spent.
         store.remove(storage, *TRAIN_RUNS, train_run or job.id)

@@ -5,7 +5,11 @@ alone, and tests/test_dispatch.py pins what each relies on."""
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import time
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -34,8 +38,11 @@ IDLE_TRIAL_KEPT_S = 10.0
 
 
 def idle_trials_released() -> bool:
-    """Whether `tune_releases_idle_trials` can work on this Ray; trials reuse their processes only then."""
+    """Whether `tune_releases_idle_trials` can work here; trials reuse their processes only then. Not under
+    Ray Client (`RAY_ADDRESS=ray://...`): Tune's controller then runs in a remote actor, out of our reach."""
     from ray.tune.execution.tune_controller import TuneController
+    if os.environ.get("RAY_ADDRESS", "").startswith("ray://"):
+        return False
     return all(hasattr(TuneController, name) for name in ("_cleanup_cached_actors", "on_step_end"))
 
 
@@ -55,9 +62,15 @@ def tune_releases_idle_trials(seconds: float = IDLE_TRIAL_KEPT_S):
     original = TuneController._cleanup_cached_actors
 
     def cleanup(self, force_all: bool = False):
-        cache = getattr(self, "_actor_cache", None)
-        idle = (getattr(cache, "num_cached_objects", 0) and not getattr(self, "_staged_trials", True)
-                and not getattr(self, "_pending_trials", True))  # a kept process, and no trial of ours for it
+        try:  # a kept process, and no trial of ours staged or pending that could take it
+            idle = (self._actor_cache.num_cached_objects and not self._staged_trials
+                    and not self._pending_trials)
+        except AttributeError as e:  # another Ray's controller: keep no idle process (no deadlock), and say so
+            if not getattr(self, "_tlr_ray_warned", False):
+                self._tlr_ray_warned = True
+                log.error("tlr_ray.tune_patches: this Ray's TuneController has no %s; finished trial processes "
+                          "are released at once (no reuse) until tune_releases_idle_trials is updated", e.name)
+            return original(self, force_all=True)
         if not idle:
             self._tlr_ray_idle_since = None
         else:

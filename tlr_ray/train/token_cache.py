@@ -3,11 +3,11 @@
 options, the data's fingerprint, the tokenizer (its files' content) and the max length."""
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shutil
 import uuid
+import weakref
 from pathlib import Path
 
 import datasets
@@ -21,12 +21,20 @@ def cache_root() -> Path:
     return Path(os.environ.get("TLR_RAY_CACHE") or "~/.cache/tlr_ray").expanduser() / "tokenized"
 
 
-@functools.cache
+# Remembered while the tokenizer lives, not longer: a reused trial process loads one per job, and a plain
+# cache keyed by the object would keep every one of them (a 250k-word vocabulary each) until it ends.
+_fingerprints: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """The tokenizer's identity: its vocabulary and settings, not its path."""
-    return digest({"cls": type(tokenizer).__name__, "vocab": sorted(tokenizer.get_vocab().items()),
-                   "kw": {k: str(v) for k, v in sorted(tokenizer.init_kwargs.items())
-                          if k not in ("name_or_path", "tokenizer_file")}})
+    found = _fingerprints.get(tokenizer)
+    if found is None:
+        found = _fingerprints[tokenizer] = digest({
+            "cls": type(tokenizer).__name__, "vocab": sorted(tokenizer.get_vocab().items()),
+            "kw": {k: str(v) for k, v in sorted(tokenizer.init_kwargs.items())
+                   if k not in ("name_or_path", "tokenizer_file")}})
+    return found
 
 
 def tokenized(task, options: dict, source, split: str, language: str | None, tokenizer, max_length: int,
