@@ -4,6 +4,7 @@ inf is ever logged to MLflow as a score."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -120,3 +121,37 @@ def test_a_job_with_a_non_finite_metric_publishes_nothing(tmp_path, monkeypatch,
     assert f"accuracy = {bad}" in str(e.value) and "nothing is published" in str(e.value)
     assert artifacts.verify(str(tmp_path), "eval-x") is None
     assert not list((tmp_path / "staging").iterdir())  # the failed attempt's staging folder is gone
+
+
+@pytest.mark.slow
+def test_a_diverging_ta_in_a_real_sweep_is_a_failure_not_a_result(cluster):
+    """End to end on a local Ray cluster with the real CLI and MLflow: a TA whose learning rate makes its loss
+    NaN fails with the reason, its evaluation does not run, the sweep exits 1, and neither MLflow, the
+    report's tidy table nor the printed table holds a score for it."""
+    import subprocess
+
+    import pandas as pd
+    import yaml
+    from helpers import mlflow_runs, sweep_cmd, tiny_sweep
+
+    path = tiny_sweep(cluster["tmp"], "diverge", la_steps=10)
+    sweep = yaml.safe_load(path.read_text())
+    sweep["variants"] = ["TA-ONLY"]  # no LA, no corpus: one TA and its evaluation
+    sweep["tasks"]["nli"]["train_args"]["lr"] = 1e30  # in its domain (positive, finite); weights overflow
+    path.write_text(yaml.safe_dump(sweep))
+    out = subprocess.run(sweep_cmd(cluster, path), env=cluster["env"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "Traceback" not in out.stdout
+    ta_line = next(ln for ln in out.stdout.splitlines() if ln.strip().startswith("FAILED ta-"))
+    assert re.search(r"loss is (nan|inf) at step \d+", ta_line) and "lower the learning rate" in ta_line, ta_line
+    ta_id = ta_line.split()[1].rstrip(":")
+    assert re.search(rf"FAILED eval-\w+: needs {ta_id}, which failed", out.stdout), out.stdout[-3000:]
+    assert "0 jobs run, 0 reused, 2 failed" in out.stdout
+
+    runs = mlflow_runs(cluster["uri"], "diverge")
+    assert [r.info.status for r in runs if r.data.tags.get("kind") == "ta"] == ["FAILED"]
+    assert not [r for r in runs if r.data.tags.get("kind") == "eval" and r.info.status == "FINISHED"]
+    assert all(math.isfinite(v) for r in runs for v in r.data.metrics.values())  # no NaN logged anywhere
+    parquet = cluster["storage"] / "reports" / "diverge" / "results.parquet"
+    assert not parquet.exists() or pd.read_parquet(parquet).empty  # no score in the tidy table
+    assert "| TA-ONLY |" not in out.stdout  # nor a row in the printed table

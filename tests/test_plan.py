@@ -107,3 +107,12 @@ def test_config_error_exits_2_without_traceback(write_sweep):
     r = subprocess.run([sys.executable, "-m", "tlr_ray.sweep", str(write_sweep(variants=["MADX"])), "--dry-run"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "Did you mean 'MAD-X'" in r.stderr
+
+
+def test_dry_run_describes_a_ta_only_sweep(write_sweep):
+    """A TA-ONLY TA stacks on no LA (no language): --dry-run once crashed on it (IndexError) before Ray."""
+    path = write_sweep(variants=["TA-ONLY", "MAD-X"])
+    out = subprocess.run([sys.executable, "-m", "tlr_ray.sweep", str(path), "--dry-run"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert re.search(r"ta-\w+  nli TA-ONLY seed=1 cycle=\[\]", out.stdout), out.stdout[-2000:]

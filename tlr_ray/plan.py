@@ -238,12 +238,20 @@ def describe(plan: Plan, file: str = "") -> str:
             lines.append(f"  {v:<16} ta {per_variant[(v, 'ta')]:>4}   eval {per_variant[(v, 'eval')]:>4}")
     lines.append("Jobs:")
     for j in plan.jobs:
-        ratio = f" ratio={j.ratio}" if j.ratio else ""
-        blocks = j.spec.block_size if isinstance(j.spec, CorpusSpec) else None
-        what = {"corpus": f"corpus {j.languages[0]} (blocks of {blocks})",
-                "la": f"LA {j.languages[0]}", "ba": f"BA {'+'.join(j.languages)} ratio={j.ratio}",
-                "ta": f"{j.task} {j.variant}{ratio} seed={j.seed} cycle=[{', '.join(j.languages)}]",
-                "eval": f"{j.task} {j.dataset} {j.variant}{ratio} seed={j.seed} target={j.target}"}[j.kind]
         shared = f"  (also {', '.join(j.variants[1:])})" if len(j.variants) > 1 else ""
-        lines.append(f"  {j.id}  {what}{shared}" + (f"  needs {', '.join(j.needs)}" if j.needs else ""))
+        lines.append(f"  {j.id}  {_what(j)}{shared}" + (f"  needs {', '.join(j.needs)}" if j.needs else ""))
     return "\n".join(lines)
+
+
+def _what(j: Job) -> str:
+    """One job in words, for --dry-run (only its own kind's fields: a TA-ONLY TA has no language)."""
+    ratio = f" ratio={j.ratio}" if j.ratio else ""
+    if j.kind == "corpus":
+        return f"corpus {j.languages[0]} (blocks of {j.spec.block_size})"
+    if j.kind == "la":
+        return f"LA {j.languages[0]}"
+    if j.kind == "ba":
+        return f"BA {'+'.join(j.languages)} ratio={j.ratio}"
+    if j.kind == "ta":
+        return f"{j.task} {j.variant}{ratio} seed={j.seed} cycle=[{', '.join(j.languages)}]"
+    return f"{j.task} {j.dataset} {j.variant}{ratio} seed={j.seed} target={j.target}"
