@@ -3,7 +3,7 @@
 (1) Ctrl-C (SIGINT) on the driver: running job runs and the execution marked KILLED, leases released,
     the same command resumes; (2) the MLflow server stops mid-sweep: training goes on, the driver ends
     with a clear error, a rerun logs what is missing without duplicate runs; (3) a storage root that is
-    (or becomes) read-only: an error naming the path and the cause, nothing partial published."""
+    (or becomes) read-only, or fills up: an error naming the path and the cause, nothing partial published."""
 from __future__ import annotations
 
 import os
@@ -235,3 +235,33 @@ def test_storage_that_turns_read_only_mid_sweep_fails_jobs_with_the_path_and_pub
     finally:
         subprocess.run(["umount", "-l", str(root)], check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_storage_root_that_fills_up_fails_the_job_with_the_path_and_the_cause(tmp_path, demo_world):
+    """A job whose artifact does not fit (a 64 KiB tmpfs; torch.save alone says only "unexpected pos ...")
+    fails with ENOSPC naming the storage and how to go on, and nothing of it is published."""
+    import dataclasses
+    import errno
+
+    from tlr_ray import artifacts, runner
+    from tlr_ray.plan import plan_sweep
+    from tlr_ray.train.context import JobContext
+    from tlr_ray.validate import load_sweep
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a tiny tmpfs: run it as root with CAP_SYS_ADMIN")
+    root = tmp_path / "small"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(root)], check=True)
+    try:
+        ta = plan_sweep(load_sweep("sweeps/demo.yaml", {"variants": ["TA-ONLY"]})).of_kind("ta")[0]
+        short = dataclasses.replace(ta.spec.args, max_steps=2, eval_every=2, max_eval_examples=10)
+        ta = dataclasses.replace(ta, spec=dataclasses.replace(ta.spec, args=short))
+        with pytest.raises(OSError) as e:
+            runner.run_job(ta, str(root), JobContext(progress=False))
+        assert e.value.errno == errno.ENOSPC
+        msg = str(e.value)
+        assert f"No space left on device: {root}/staging has" in msg and "run the same command again" in msg, msg
+        assert artifacts.verify(str(root), ta.id) is None and not (root / "jobs").exists()
+        assert not list((root / "staging").iterdir())  # the partial files are gone: the space is free again
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)

@@ -4,6 +4,7 @@ Ray Train workers and Tune trials call this; so do tests, without Ray.
 """
 from __future__ import annotations
 
+import errno
 import math
 import numbers
 import shutil
@@ -78,9 +79,27 @@ def run_job(job: Job, storage: str, ctx: JobContext) -> dict:
         metrics.update(time_inputs_s=inputs_ready - started, time_imports_s=imported - inputs_ready,
                        time_recipe_s=ran - imported, time_publish_s=time.perf_counter() - ran)
         return metrics
+    except Exception as e:
+        if full := disk_full(staging):  # torch.save on a full disk says "unexpected pos 960 vs 854"
+            raise OSError(errno.ENOSPC, f"No space left on device: {full}; job {job.id} could not write its "
+                          f"artifact ({type(e).__name__}: {e}). Nothing of it is published. Free space there "
+                          "(or give the sweep another execution.storage) and run the same command again: "
+                          "finished jobs are kept") from e
+        raise
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)  # a failed attempt leaves nothing behind
+
+
+FULL_BELOW = 1 << 20  # bytes free: a write that failed there failed for want of space
+
+
+def disk_full(staging) -> str | None:
+    """'<folder> has N bytes free' when the local filesystem a job writes to is (all but) full, else None."""
+    if staging is None or not staging.exists():
+        return None
+    free = shutil.disk_usage(staging).free
+    return f"{staging.parent} has {free} bytes free" if free < FULL_BELOW else None
 
 
 def earned(job: Job, metrics: dict) -> None:
