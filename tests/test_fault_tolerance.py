@@ -101,7 +101,7 @@ def test_killed_trial_of_a_job_training_in_its_trial_resumes_from_its_checkpoint
 
 @pytest.fixture(scope="module")
 def killed_driver_then_rerun(module_cluster):
-    """Kill the driver once a first job is published and another one is under way; run again. Run once for
+    """Kill the driver once a first job is published and an LA is under way; run again. Run once for
     the module: what the rerun left is kept here, so the next test may damage an adapter and run a third time."""
     c = {**module_cluster, "name": "killdriver"}
     path = tiny_sweep(c["tmp"], "killdriver", la_steps=150)
@@ -109,8 +109,9 @@ def killed_driver_then_rerun(module_cluster):
                             text=True)
     try:
         wait_for("a first published job", lambda: manifests(c["storage"]), proc)
-        wait_for("a second job under way",
-                 lambda: any(r.info.status == "RUNNING" for r in mlflow_runs(c["uri"], c["name"])), proc)
+        # An LA (150 steps): a corpus job, also "under way" for an instant, may be done before the kill lands.
+        wait_for("an LA under way", lambda: any(r.info.status == "RUNNING" and r.data.tags.get("kind") == "la"
+                                                for r in mlflow_runs(c["uri"], c["name"])), proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:

@@ -3,8 +3,8 @@ the sweep's jobs done/total with an ETA, shown by the driver while Tune runs.
 
 Why an actor and not Tune results: a Ray Train report is a collective call that every worker must make
 at the same step, and Tune's searchers and schedulers require their metric in every result; progress
-is neither. So rank 0 of each training job sends `{step, total, loss, rate}` at most every few seconds
-to one named actor (fire and forget), and a driver thread reads it.
+is neither. So rank 0 of each training job sends `{step, total, loss, rate}` at its first step, then at
+most every 5 s, to one named actor (fire and forget), and a driver thread reads it.
 On a terminal the display is a tqdm bar of jobs done, whose text lists the running jobs, refreshed at
 most every 5 s; elsewhere (`ray job logs`, CI) a plain status line at most every 30 s
 (`TLR_RAY_STATUS_EVERY_S`).
@@ -53,16 +53,17 @@ def sender(job_id: str) -> Callable[[dict], None] | None:
 
 
 class Throttle:
-    """Call `send` with the loop's progress at most every SEND_EVERY_S seconds (the loss read then is
-    the only host-device sync it adds)."""
+    """Call `send` with the loop's progress at the first step (the job shows up with its step count at
+    once, however short it is), then at most every SEND_EVERY_S seconds (the loss read then is the only
+    host-device sync it adds)."""
 
     def __init__(self, send: Callable[[dict], None] | None, total: int, start: int):
         self.send, self.total, self.start = send, total, start
-        self.t0 = self.last = time.monotonic()
+        self.t0, self.last = time.monotonic(), None
 
     def __call__(self, step: int, loss: Callable[[], float]) -> None:
         now = time.monotonic()
-        if self.send is None or now - self.last < SEND_EVERY_S:
+        if self.send is None or (self.last is not None and now - self.last < SEND_EVERY_S):
             return
         self.last = now
         rate = (step - self.start) / max(now - self.t0, 1e-9)
