@@ -244,14 +244,15 @@ def describe(plan: Plan, file: str = "") -> str:
 
 
 def _what(j: Job) -> str:
-    """One job in words, for --dry-run (only its own kind's fields: a TA-ONLY TA has no language)."""
+    """One job in words, for --dry-run; each kind reads only its own fields (a TA-ONLY TA has no language)."""
     ratio = f" ratio={j.ratio}" if j.ratio else ""
-    if j.kind == "corpus":
-        return f"corpus {j.languages[0]} (blocks of {j.spec.block_size})"
-    if j.kind == "la":
-        return f"LA {j.languages[0]}"
-    if j.kind == "ba":
-        return f"BA {'+'.join(j.languages)} ratio={j.ratio}"
-    if j.kind == "ta":
-        return f"{j.task} {j.variant}{ratio} seed={j.seed} cycle=[{', '.join(j.languages)}]"
-    return f"{j.task} {j.dataset} {j.variant}{ratio} seed={j.seed} target={j.target}"
+    return _DESCRIBE[j.kind](j, ratio)
+
+
+_DESCRIBE = {
+    "corpus": lambda j, ratio: f"corpus {j.languages[0]} (blocks of {j.spec.block_size})",
+    "la": lambda j, ratio: f"LA {j.languages[0]}",
+    "ba": lambda j, ratio: f"BA {'+'.join(j.languages)} ratio={j.ratio}",
+    "ta": lambda j, ratio: f"{j.task} {j.variant}{ratio} seed={j.seed} cycle=[{', '.join(j.languages)}]",
+    "eval": lambda j, ratio: f"{j.task} {j.dataset} {j.variant}{ratio} seed={j.seed} target={j.target}",
+}
