@@ -111,7 +111,6 @@ def set_key(data: dict, path: str, value) -> None:
     data[last] = value
 
 
-@pytest.mark.parametrize("row", ROWS, ids=row_id)
 def hub_cache(root: Path, model: str, config: dict) -> dict:
     """A Hugging Face cache at `root` holding `model`'s config.json as the Hub client lays it out; the
     environment that points a child process at it."""

@@ -34,7 +34,8 @@ def import_graph() -> dict[str, set[str]]:
                 targets = subs if len(subs) == len(node.names) else [node.module, *subs]
             elif dynamic := dynamic_import(node):
                 # importlib.import_module(f"pkg.{name}"): an edge to every module it may load
-                targets = [m for m in mods if m == dynamic or m.startswith(dynamic)]
+                prefix = dynamic if dynamic.endswith(".") else dynamic + "."
+                targets = [m for m in mods if m == dynamic or m.startswith(prefix)]
             graph[name] |= {t for t in targets if t in mods and t != name}
     return graph
 

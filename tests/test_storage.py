@@ -278,3 +278,24 @@ def test_remote_publish_uploads_the_manifest_last(storage, monkeypatch):
     _, folder = fs_path(storage, "jobs", JOB.id)
     assert [p[len(folder) + 1:] for p in order] == [
         "adapter/adapter_config.json", "adapter/weights.bin", "predictions.parquet", "manifest.json"]
+
+
+def test_only_failed_writes_are_taken_for_a_full_disk():
+    """runner.is_write_failure: a job's error is reported as a full disk only when a write failed (an
+    errno, or torch's/safetensors' own words for it), never for our own checks' errors."""
+    import errno
+
+    from tlr_ray.domains import ModelFitError
+    from tlr_ray.runner import is_write_failure
+    assert is_write_failure(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_write_failure(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 960 vs 854"))
+    try:
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        except OSError as inner:
+            raise RuntimeError("saving failed") from inner
+    except RuntimeError as outer:
+        assert is_write_failure(outer)  # the cause counts
+    assert not is_write_failure(RuntimeError("loss is nan at step 4: training diverged"))
+    assert not is_write_failure(ModelFitError("task_adapters.reduction_factor: 3 is not allowed"))
+    assert not is_write_failure(OSError(errno.EROFS, "Read-only file system"))  # reported as it is

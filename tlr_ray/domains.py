@@ -170,7 +170,8 @@ def hub_cached_config(model: str, revision: str | None) -> Path | None:
 
 # Models whose position ids start after the padding index, so that max_position_embeddings - pad - 1
 # positions are usable (XLM-R: 514 embeddings, 512 tokens).
-OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert")
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "xmod", "data2vec-text",
+                    "roberta-prelayernorm", "longformer", "mpnet", "luke", "ibert")
 
 
 def usable_positions(conf: dict) -> int | None:
@@ -227,6 +228,5 @@ def check_job_fits(conf: dict, model: str, factors=(), lengths=()) -> None:
     """`check_model_fit` for one job, on the model config it has just loaded."""
     for key, value, allowed, fix in fit_problems(conf, factors, lengths, f"the config of {model}"):
         raise ModelFitError(f"{key}: {value} is not allowed for the model {model}: must be {allowed}. Fix it in "
-                            f"the sweep file: {fix}. (Checked when the job starts, as the model's config was not "
-                            "in the local Hugging Face cache at plan time; with it there, the sweep checks before "
-                            "any job.)")
+                            f"the sweep file: {fix}. (Checked when the job starts; a local model, or a Hub model "
+                            "whose config.json is in the local Hugging Face cache, is checked before any job.)")

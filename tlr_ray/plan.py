@@ -153,7 +153,7 @@ class _Builder:
                       reduction_factor=ta.reduction_factor, leave_out_last_layer=s.config.leave_out_last_layer,
                       cycle=tuple(cycle_ids), cycle_index=ta.cycle_index, validation_adapter=val, seed=seed)
         needs = tuple(dict.fromkeys([*cycle_ids, *([val] if val else [])]))
-        inputs = Inputs(**self.model_inputs, train=train.source,
+        inputs = Inputs(**self.model_inputs, train=train.source, entry=entry,
                         train_code=train.code_for(s.config.source_language))  # for multi-language files
         return self.add("ta", spec, inputs, task=task,
                         dataset=train.name, variant=variant, seed=seed, ratio=ratio,

@@ -80,7 +80,7 @@ def run_job(job: Job, storage: str, ctx: JobContext) -> dict:
                        time_recipe_s=ran - imported, time_publish_s=time.perf_counter() - ran)
         return metrics
     except Exception as e:
-        if full := disk_full(staging):  # torch.save on a full disk says "unexpected pos 960 vs 854"
+        if is_write_failure(e) and (full := disk_full(staging)):
             raise OSError(errno.ENOSPC, f"No space left on device: {full}; job {job.id} could not write its "
                           f"artifact ({type(e).__name__}: {e}). Nothing of it is published. Free space there "
                           "(or give the sweep another execution.storage) and run the same command again: "
@@ -92,13 +92,31 @@ def run_job(job: Job, storage: str, ctx: JobContext) -> dict:
 
 
 FULL_BELOW = 1 << 20  # bytes free: a write that failed there failed for want of space
+# What writers that carry no errno say when a write fails: torch.save ("[enforce fail at
+# inline_container.cc:672] . unexpected pos 960 vs 854", "PytorchStreamWriter failed writing file") and
+# safetensors ("IoError(Os { code: 28, kind: StorageFull, ... })").
+WRITE_FAILED = ("inline_container", "PytorchStreamWriter", "StorageFull", "No space left")
+
+
+def is_write_failure(e: BaseException | None) -> bool:
+    """An exception (or one it was raised from) that a failed write raises: an OSError ENOSPC/EDQUOT, or
+    torch's and safetensors' own errors. Not our checks' errors (a diverged loss, bad data, a misfit)."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(e) for text in WRITE_FAILED):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def disk_full(staging) -> str | None:
-    """'<folder> has N bytes free' when the local filesystem a job writes to is (all but) full, else None."""
-    if staging is None or not staging.exists():
+    """'<folder> has N bytes free' when the filesystem a job writes to (the storage root's staging folder,
+    or a remote store's local staging folder) is all but full, else None."""
+    try:
+        free = shutil.disk_usage(staging).free
+    except (OSError, TypeError):  # no staging folder (rank > 0), or it is gone: nothing to say
         return None
-    free = shutil.disk_usage(staging).free
     return f"{staging.parent} has {free} bytes free" if free < FULL_BELOW else None
 
 

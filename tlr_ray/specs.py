@@ -92,6 +92,7 @@ class Inputs:
     train: DataSource | None = None      # TASpec: the training dataset
     train_code: str | None = None        # ... and the source language as it writes it
     data: DataSource | None = None       # EvalSpec: the evaluation dataset
+    entry: str | None = None             # TASpec: its `tasks:` entry in the sweep file (error messages name it)
 
     def record(self) -> dict:
         """As manifests and MLflow keep it: the model, and whichever of the rest this job has."""

@@ -86,14 +86,14 @@ def feature_batches(tokenized: datasets.Dataset, batch_size: int):
         yield start, [dict(zip(chunk, values, strict=True)) for values in zip(*chunk.values(), strict=True)]
 
 
+@torch.no_grad()  # on a generator: only while it runs, so an error in the caller's loop leaves grad mode as it was
 def predictions(model: Any, rows: datasets.Dataset, batch_size: int, collate: Callable[[list[dict]], dict],
                 device: Any):
     """A classifier's evaluation, batch by batch: (start index, feature dicts, labels, argmax of the logits
     on the CPU), in eval mode without gradients. The model must already be on `device`."""
     model.eval()
-    with torch.no_grad():
-        for start, features in feature_batches(rows, batch_size):
-            batch = collate(features)
-            labels = batch.pop("labels")
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-            yield start, features, labels, logits.argmax(dim=-1).cpu()
+    for start, features in feature_batches(rows, batch_size):
+        batch = collate(features)
+        labels = batch.pop("labels")
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        yield start, features, labels, logits.argmax(dim=-1).cpu()

@@ -34,7 +34,7 @@ def train_ta(job: Job, out_dir: Path, ctx: JobContext) -> dict:
     model = task_model(inputs.model, inputs.model_revision)
     check_job_fits(model.config.to_dict(), inputs.model,  # before any step (a Hub model unchecked at plan time)
                    factors=[("task_adapters.reduction_factor", spec.reduction_factor, False)],
-                   lengths=[(f"tasks.{spec.task}.train_args.max_seq_length", args.max_seq_length)])
+                   lengths=[(f"tasks.{inputs.entry or spec.task}.train_args.max_seq_length", args.max_seq_length)])
     val_adapter = spec.validation_adapter
     for adapter_id in dict.fromkeys([*spec.cycle, *([val_adapter] if val_adapter else [])]):
         # MAD-X 2.0: LAs are trained on all layers; the TA's switch drops their last layer here.
