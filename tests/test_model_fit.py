@@ -80,7 +80,7 @@ def test_jobs_that_fit_pass_the_check(plan, tmp_path):
     from tlr_ray.domains import check_job_fits
     from tlr_ray.train.models import task_model
     ta = next(j for j in plan.of_kind("ta") if j.spec.cycle == ())
-    conf = task_model(ta.inputs.model).config.to_dict()
-    check_job_fits(conf, ta.inputs.model, factors=[("task_adapters.reduction_factor", ta.spec.reduction_factor,
+    config = task_model(ta.inputs.model).config
+    check_job_fits(config, ta.inputs.model, factors=[("task_adapters.reduction_factor", ta.spec.reduction_factor,
                                                     False)],
                    lengths=[("tasks.nli.train_args.max_seq_length", ta.spec.args.max_seq_length)])

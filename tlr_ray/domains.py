@@ -224,8 +224,13 @@ class ModelFitError(ValueError):
     cache at plan time), before any training step."""
 
 
-def check_job_fits(conf: dict, model: str, factors=(), lengths=()) -> None:
-    """`check_model_fit` for one job, on the model config it has just loaded."""
+CONFIG_FACTS = ("hidden_size", "d_model", "dim", "max_position_embeddings", "model_type", "pad_token_id")
+
+
+def check_job_fits(config: Any, model: str, factors=(), lengths=()) -> None:
+    """`check_model_fit` for one job, on the config of the model it has just loaded (`model.config`; what
+    `fit_problems` reads of it, `model_type` being a class attribute of transformers' configs)."""
+    conf = {k: v for k in CONFIG_FACTS if (v := getattr(config, k, None)) is not None}
     for key, value, allowed, fix in fit_problems(conf, factors, lengths, f"the config of {model}"):
         raise ModelFitError(f"{key}: {value} is not allowed for the model {model}: must be {allowed}. Fix it in "
                             f"the sweep file: {fix}. (Checked when the job starts; a local model, or a Hub model "

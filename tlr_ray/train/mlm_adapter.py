@@ -35,7 +35,7 @@ def train_mlm_adapter(job: Job, out_dir: Path, ctx: JobContext) -> dict:
         return {"pretrained": 1}
     args = spec.args
     knobs = "language_adapters" if job.kind == "la" else "bilingual_adapters"
-    check_job_fits(model.config.to_dict(), inputs.model,  # before any step (a Hub model unchecked at plan time)
+    check_job_fits(model.config, inputs.model,  # before any step (a Hub model unchecked at plan time)
                    factors=[(f"{knobs}.reduction_factor", spec.reduction_factor, spec.invertible)],
                    lengths=[(f"{knobs}.train_args.max_seq_length", args.max_seq_length)])
     set_seed(spec.seed)

@@ -32,7 +32,7 @@ def train_ta(job: Job, out_dir: Path, ctx: JobContext) -> dict:
     set_seed(spec.seed)
     tokenizer = load_tokenizer(inputs.model, inputs.model_revision)
     model = task_model(inputs.model, inputs.model_revision)
-    check_job_fits(model.config.to_dict(), inputs.model,  # before any step (a Hub model unchecked at plan time)
+    check_job_fits(model.config, inputs.model,  # before any step (a Hub model unchecked at plan time)
                    factors=[("task_adapters.reduction_factor", spec.reduction_factor, False)],
                    lengths=[(f"tasks.{inputs.entry or spec.task}.train_args.max_seq_length", args.max_seq_length)])
     val_adapter = spec.validation_adapter
