@@ -39,6 +39,14 @@ def ta_spec(**fields):
                             validation_adapter=None, seed=1), **fields})
 
 
+def changed(job, args: dict | None = None, **spec_changes):
+    """A planned job with some of its spec's fields (and of its TrainArgs, `args`) replaced, as a plan
+    would not make it (a knob a check would have refused, a shorter run)."""
+    import dataclasses
+    new_args = {"args": dataclasses.replace(job.spec.args, **args)} if args else {}
+    return dataclasses.replace(job, spec=dataclasses.replace(job.spec, **spec_changes, **new_args))
+
+
 def hand_job(job_id: str, spec, needs: tuple[str, ...] = ()):
     """A Job of `spec`'s kind with model "m" and nothing else planned about it."""
     from tlr_ray.plan import Job

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import free_port, manifests, mlflow_runs, sweep_cmd, tiny_sweep, wait_for
+from helpers import changed, free_port, manifests, mlflow_runs, sweep_cmd, tiny_sweep, wait_for
 
 pytestmark = pytest.mark.slow
 JOBS = 6  # tiny_sweep: 2 corpora, 2 LAs, 1 TA, 1 eval
@@ -240,7 +240,6 @@ def test_storage_that_turns_read_only_mid_sweep_fails_jobs_with_the_path_and_pub
 def test_a_storage_root_that_fills_up_fails_the_job_with_the_path_and_the_cause(tmp_path, demo_world):
     """A job whose artifact does not fit (a 64 KiB tmpfs; torch.save alone says only "unexpected pos ...")
     fails with ENOSPC naming the storage and how to go on, and nothing of it is published."""
-    import dataclasses
     import errno
 
     from tlr_ray import artifacts, runner
@@ -254,8 +253,7 @@ def test_a_storage_root_that_fills_up_fails_the_job_with_the_path_and_the_cause(
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(root)], check=True)
     try:
         ta = plan_sweep(load_sweep("sweeps/demo.yaml", {"variants": ["TA-ONLY"]})).of_kind("ta")[0]
-        short = dataclasses.replace(ta.spec.args, max_steps=2, eval_every=2, max_eval_examples=10)
-        ta = dataclasses.replace(ta, spec=dataclasses.replace(ta.spec, args=short))
+        ta = changed(ta, args={"max_steps": 2, "eval_every": 2, "max_eval_examples": 10})
         with pytest.raises(OSError) as e:
             runner.run_job(ta, str(root), JobContext(progress=False))
         assert e.value.errno == errno.ENOSPC

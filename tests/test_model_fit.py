@@ -5,9 +5,8 @@ that is not is checked by each job right after it loads the model, before any tr
 planned demo jobs whose spec is changed after planning, as a Hub model unchecked at plan time would be."""
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
+from helpers import changed
 
 from tlr_ray import artifacts, runner
 from tlr_ray.domains import ModelFitError
@@ -19,12 +18,6 @@ from tlr_ray.validate import load_sweep
 @pytest.fixture(scope="module")
 def plan(demo_world):
     return plan_sweep(load_sweep("sweeps/demo.yaml", {"variants": ["TA-ONLY", "MAD-X"]}))
-
-
-def changed(job, **spec_changes):
-    args = spec_changes.pop("args", {})
-    spec = dataclasses.replace(job.spec, **spec_changes, args=dataclasses.replace(job.spec.args, **args))
-    return dataclasses.replace(job, spec=spec)
 
 
 def no_training(monkeypatch):

@@ -148,10 +148,10 @@ def check_args(args, file: str, key: str) -> None:
         raise ConfigError(file, key, "give max_steps or epochs")
 
 
-def model_config(model_path: Path) -> dict:
-    """A local model's config.json ({} when unreadable: the model's own loading reports that)."""
+def model_config(config_file: Path) -> dict:
+    """A model's config.json ({} when unreadable: the model's own loading reports that)."""
     try:
-        conf = json.loads((model_path / "config.json").read_text())
+        conf = json.loads(config_file.read_text())
     except (OSError, ValueError):
         return {}
     return conf if isinstance(conf, dict) else {}

@@ -158,7 +158,7 @@ def check_sweep(cfg: SweepConfig, file: str) -> Sweep:
                        "language_adapters.train_args": la_args}
         if {"BAD-X", "MA"} & _all_variants(cfg):  # BAs' defaults matter only where BAs are trained
             args_by_key["bilingual_adapters.train_args"] = ba_args
-        check_model_fit(cfg, model_config(config_file.parent), config_file, args_by_key, file)
+        check_model_fit(cfg, model_config(config_file), config_file, args_by_key, file)
     _warn_final_evaluation_only(cfg, task_args, la_args, ba_args, file)
     return Sweep(file=file, config=cfg, model=model, datasets=datasets, task_args=task_args,
                  la_args=la_args, ba_args=ba_args, corpora=corpora, pretrained=pretrained,

@@ -25,7 +25,7 @@ import datasets
 
 from tlr_ray import languages
 from tlr_ray.tasks.base import DataError, DataSource
-from tlr_ray.tasks.common import hub_dataset, where
+from tlr_ray.tasks.common import dispatch, hub_dataset, where
 
 log = logging.getLogger(__name__)
 
@@ -66,27 +66,19 @@ def treebank_of(code: str) -> str | None:
     return next((TREEBANKS[c] for c in _aliases(code) if c in TREEBANKS), None)
 
 
-def read(source: DataSource, split: str, language: str | None, columns: tuple[str, ...]) -> dict[str, list]:
-    """Word rows of one split (the source's split name) as plain columns, `columns` among them."""
-    if source.local_path:
-        if source.local_format != "conllu":
-            raise DataError(f"unknown local_format {source.local_format!r} for UD data; known formats: conllu")
-        return read_conllu(conllu_file(Path(source.local_path), split, language))
-    if source.hub_id:
-        return load_hub(source, split, language, columns)
-    raise DataError("the source has neither hub_id nor local_path")
-
-
 def read_checked(source: DataSource, split: str, language: str | None, columns: tuple[str, ...],
                  check: Callable[[dict[str, list], str], dict[str, list]]) -> dict[str, list]:
-    """`read` a split (its name mapped through the source's `splits`), then `check(columns, where)`, the
-    task's own checks; every error starts with where the data came from. Returns the checked columns."""
-    where = describe(source, split, language)
-    try:
-        columns_read = read(source, source.splits.get(split, split), language, columns)
-    except DataError as e:
-        raise DataError(f"{where}: {e}") from None
-    return check(columns_read, where)
+    """Word rows of one split (our split name) as plain columns, `columns` among them, from local CoNLL-U
+    or the Hub (`common.dispatch`: errors start with where the data came from), then the task's own
+    `check(columns, where)`. Returns the checked columns."""
+    read = dispatch(source, split, language, read_local, load_hub, columns)
+    return check(read, where(source, split, language))
+
+
+def read_local(source: DataSource, split: str, language: str | None, columns: tuple[str, ...]) -> dict[str, list]:
+    if source.local_format != "conllu":
+        raise DataError(f"unknown local_format {source.local_format!r} for UD data; known formats: conllu")
+    return read_conllu(conllu_file(Path(source.local_path), split, language))
 
 
 def conllu_file(folder: Path, split: str, language: str | None) -> Path:
@@ -205,7 +197,6 @@ def _int_head(value, where: str) -> int:
                         "number") from None
 
 
-describe = where  # the start of every error message: dataset, source, split and language
 
 
 # ---- tokenization shared by both tasks ----
